@@ -1,0 +1,99 @@
+"""The ``z10`` command: a registry of subcommands, one module each.
+
+A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. It must stay light at import (no numba, no database load): the heavy
+imports go inside ``run`` so that ``z10 --help`` answers at once. Other distributions (the
+``hil`` simulator) add subcommands through the ``z10.commands`` entry-point group, whose
+values name such a module.
+
+Exit codes: 0 success, 1 the job ran and found a failure (lint findings, failed checks),
+2 usage or input error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from types import ModuleType
+
+from vehicle_io import __version__
+from vehicle_io.errors import VehicleIoError
+
+#: Built-in subcommands: name -> module. Adding a subcommand is one module and one line.
+COMMANDS: dict[str, str] = {
+    "dbc": "vehicle_io.cli.dbc_cmd",
+    "decode": "vehicle_io.cli.decode_cmd",
+    "gateway": "vehicle_io.cli.gateway_cmd",
+}
+
+ENTRY_POINT_GROUP = "z10.commands"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _discover() -> dict[str, str]:
+    commands = dict(COMMANDS)
+    try:
+        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except Exception:  # pragma: no cover - broken metadata must not break the tool
+        eps = ()
+    for ep in eps:
+        commands.setdefault(ep.name, ep.value)
+    return commands
+
+
+def _load(module_name: str) -> ModuleType:
+    return importlib.import_module(module_name)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    parser = argparse.ArgumentParser(
+        prog="z10",
+        description="Talk to a Z10 van (or the simulated one) over CAN, CAN FD and serial.",
+    )
+    parser.add_argument("--version", action="version", version=f"z10 {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, ModuleType] = {}
+    for name, module_name in sorted(_discover().items()):
+        try:
+            module = _load(module_name)
+        except ImportError as err:
+            # A plug-in whose dependencies are missing must not take the tool down.
+            print(f"warning: subcommand {name!r} unavailable: {err}", file=sys.stderr)
+            continue
+        cmd_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd_parser)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `z10 decode ... | head`: the reader went away; not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
+    except (VehicleIoError, OSError, ValueError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
