@@ -1,0 +1,849 @@
+"""The live CAN gateway: python-can buses in, a validated SignalStore out.
+
+Data path (DESIGN.md "Data flow")::
+
+    bus --Notifier thread--> listener: (receive time, Message) appended to a deque
+        --worker thread-->   batch of <= batch_max frames -> arrays (ids, data, lengths,
+                             timestamps) -> BatchDecoder of that bus -> E2E + length +
+                             staleness checks -> SignalStore (one lock per batch)
+                         +-> routing rules -> transmit gate -> destination bus
+                         +-> black box ring buffer, recorder queue (writer thread)
+
+The listener does nothing but stamp and append, so the Notifier thread never waits for
+decoding. The worker wakes as soon as a frame is queued and processes at most one batch
+per ``batch_period_s``: a frame after a quiet spell goes through at once, under load frames
+gather for up to one period (bounded added latency, bounded per-batch overhead). Every
+``DEADLINE_TICK_S`` it also runs the time-driven checks (E2E NO_NEW_DATA, staleness).
+
+Python's garbage collector can pause every thread for tens of ms when the process holds
+many objects; a long-running gateway process does well to call ``gc.freeze()`` once its
+set-up is done (tools/bench_gateway.py does).
+
+Time: every receive timestamp in the store is the gateway's ``clock`` (monotonic by
+default) read when the frame reached the listener; bus timestamps (epoch, interface
+defined) are kept for the recordings only. Inject a clock for deterministic tests.
+
+Transmit: :meth:`Gateway.send` is the one path out; it goes through the
+:class:`~vehicle_io.gateway.transmit.TransmitGate` (default deny) and fills the E2E counter
+and CRC of safety-relevant messages.
+
+The gateway never closes the buses it is given: whoever opened them shuts them down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from os import PathLike
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import can
+import numpy as np
+import numpy.typing as npt
+
+from vehicle_io.e2e import COUNTER_MODULO, E2EConfig, E2ESpec, protect
+from vehicle_io.errors import BusConfigError, TransmitBlocked, VehicleIoError
+from vehicle_io.gateway.recorder import FLAG_BRS, FLAG_ESI, FLAG_FD, FLAG_TX, BlackBox, TrafficRecorder
+from vehicle_io.gateway.routing import RouteRule, Router
+from vehicle_io.gateway.store import (
+    ACCEPT,
+    R_BAD_LENGTH,
+    R_BAD_MUX,
+    R_ERROR_FRAME,
+    R_OWN_TX,
+    R_REMOTE_FRAME,
+    R_TOO_SHORT,
+    R_UNKNOWN_ID,
+    R_UNSUPPORTED,
+    REJECT_REASONS,
+    SignalStore,
+    StoreLayout,
+)
+from vehicle_io.gateway.transmit import TransmitGate
+
+if TYPE_CHECKING:
+    from cantools.database.can import Database
+
+CAN_EFF_FLAG = 0x80000000
+CAN_RTR_FLAG = 0x40000000
+CAN_ERR_FLAG = 0x20000000
+CAN_EFF_MASK = 0x1FFFFFFF
+CAN_SFF_MASK = 0x7FF
+MAX_DATA = 64
+#: How often the worker runs the time-driven checks (E2E NO_NEW_DATA, staleness) when it is
+#: not already awake for frames. Staleness itself is exact at any read: snapshot() refreshes.
+DEADLINE_TICK_S = 0.002
+
+# Codec status -> reject reason (statuses 1..4; 0 is OK; a status a newer codec may add
+# counts as unsupported). 256 entries: plain indexing by a uint8 status can never miss.
+_CODEC_REASON = np.full(256, R_UNSUPPORTED, dtype=np.uint8)
+_CODEC_REASON[:5] = (ACCEPT, R_UNKNOWN_ID, R_TOO_SHORT, R_BAD_MUX, R_UNSUPPORTED)
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+_LIVE: weakref.WeakSet[Gateway] = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_live_gateways() -> None:
+    # A Ctrl-C that escapes without a ``with`` still flushes the recordings.
+    for gateway in list(_LIVE):
+        gateway.shutdown()
+
+
+class GatewayInputError(VehicleIoError, ValueError):
+    """A batch handed to :meth:`Gateway.process_batch` has the wrong shape or type."""
+
+
+class _BusListener(can.Listener):
+    """Stamps and queues; the only code that runs in python-can's Notifier thread."""
+
+    def __init__(self, bus_name: str, clock: Callable[[], float], wake: threading.Event) -> None:
+        self.bus_name = bus_name
+        self.buffer: deque[tuple[float, can.Message]] = deque()
+        self._clock = clock
+        self._wake = wake
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.buffer.append((self._clock(), msg))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def on_error(self, exc: Exception) -> None:
+        # Counted, never raised: a flaky adapter must not kill the receive thread. The pause
+        # keeps a permanently failing bus (unplugged adapter) from spinning a core.
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.01)
+
+    def stop(self) -> None:
+        pass
+
+
+class Gateway:
+    """Receive, check, decode and store the traffic of named buses; the one transmit path.
+
+    ``buses``: name -> python-can bus (``pt``, ``body``, ``ads`` or any name). Each bus's
+    frames are decoded with the messages of the DBC bus of the same name
+    (:func:`vehicle_io.dbc.split_by_bus`); a bus name the database does not know, or a
+    database without bus names, decodes with every message.
+
+    ``batch_max`` caps the frames of one bus decoded in one call; ``batch_period_s`` is the
+    shortest interval between two batches (see the module docstring). ``stale_factor``: a
+    cyclic message is stale after that many cycle times without an accepted frame;
+    ``deadline_factor``: E2E NO_NEW_DATA after that many cycle times of silence.
+    ``transmit_gate``: default a gate with nothing armed (listen-only). ``record_path``:
+    record raw traffic (.log/.asc/.blf). ``blackbox_s``: seconds kept for
+    :meth:`dump_blackbox`. ``clock``: the time base of every receive timestamp.
+
+    Use as a context manager, or call :meth:`shutdown` (idempotent) when done.
+    """
+
+    def __init__(
+        self,
+        buses: Mapping[str, can.BusABC] | None = None,
+        db: Database | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        batch_max: int = 256,
+        batch_period_s: float = 0.001,
+        stale_factor: float = 3.0,
+        e2e_config: E2EConfig | None = None,
+        e2e_configs: Mapping[str, E2EConfig] | None = None,
+        deadline_factor: float = 1.5,
+        transmit_gate: TransmitGate | None = None,
+        routes: Iterable[RouteRule] = (),
+        record_path: str | PathLike[str] | None = None,
+        blackbox_s: float = 10.0,
+        notifier_timeout_s: float = 0.05,
+        start: bool = True,
+    ) -> None:
+        if not 1 <= batch_max <= 1_000_000:
+            raise ValueError(f"Gateway: expected batch_max 1..1000000, but got {batch_max!r}")
+        if not batch_period_s > 0:
+            raise ValueError(f"Gateway: expected batch_period_s > 0, but got {batch_period_s!r}")
+        if db is None:
+            from vehicle_io.dbc import load_database
+
+            db = load_database()
+        self.db = db
+        self.clock = clock
+        self.batch_max = int(batch_max)
+        self.batch_period_s = float(batch_period_s)
+        self._buses: dict[str, can.BusABC] = dict(buses or {})
+        self.layout = StoreLayout.from_database(db)
+        self.store = SignalStore(
+            self.layout,
+            stale_factor=stale_factor,
+            e2e_config=e2e_config,
+            e2e_configs=e2e_configs,
+            deadline_factor=deadline_factor,
+            clock=clock,
+        )
+        self.gate = transmit_gate if transmit_gate is not None else TransmitGate()
+        rules = list(routes)
+        unknown = Router.rules_for(rules, self._buses)
+        if unknown:
+            raise BusConfigError(
+                f"route rules: expected bus names among {sorted(self._buses)}, but got {unknown}"
+            )
+        self.router = Router(rules)
+        self.blackbox = BlackBox(blackbox_s, clock=clock)
+        self.recorder: TrafficRecorder | None = None
+        self._process_lock = threading.RLock()
+        self._tx_lock = threading.Lock()
+        self._tx_counter: dict[tuple[str, int], int] = {}
+        self._commit_hooks: list[Callable[[str, npt.NDArray[np.uint8]], None]] = []
+        self._decoders: dict[str, Any] = {}
+        self._index_maps: dict[str, dict[str, int]] = {}
+        self._split: dict[str, Any] | None = None
+        self._tx_specs = self._build_tx_specs()
+        self._db_buses = {info.bus for info in self.layout.messages if info.bus}
+        self._errors: dict[str, int] = {}
+        self._last_error: str | None = None
+        self._seen_before = 0
+        self._msg_extended = np.array([m.is_extended for m in self.layout.messages], dtype=bool)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._shutdown_done = False
+        self._listeners: dict[str, _BusListener] = {}
+        self._notifiers: list[can.Notifier] = []
+        self._worker: threading.Thread | None = None
+        self._notifier_timeout_s = float(notifier_timeout_s)
+        self._warm_up()
+        if record_path is not None:
+            self.recorder = TrafficRecorder(record_path, channels=list(self._buses))
+        _LIVE.add(self)
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Attach to every bus (python-can Notifier) and start the worker thread."""
+        if self._worker is not None or self._shutdown_done:
+            return
+        self._worker = threading.Thread(target=self._run, name="z10-gateway worker", daemon=True)
+        self._worker.start()
+        try:
+            for name, bus in self._buses.items():
+                listener = _BusListener(name, self.clock, self._wake)
+                self._listeners[name] = listener
+                try:
+                    notifier = can.Notifier(bus, [listener], timeout=self._notifier_timeout_s)
+                except ValueError as err:
+                    raise BusConfigError(f"bus {name!r}: cannot attach the gateway: {err}") from err
+                self._notifiers.append(notifier)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Stop receiving, process every frame already received, flush the recording.
+
+        Idempotent. The buses stay open (their owner closes them).
+        """
+        if self._shutdown_done:
+            return
+        self._shutdown_done = True
+        for notifier in self._notifiers:
+            notifier.stop(timeout=timeout_s)
+        self._stopping = True
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout_s)
+        # Frames that raced the stop (or a worker that never started) are processed here.
+        self._drain()
+        if self.recorder is not None:
+            self.recorder.stop(timeout_s)
+        _LIVE.discard(self)
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    @property
+    def bus_names(self) -> list[str]:
+        return list(self._buses)
+
+    def add_commit_hook(self, hook: Callable[[str, npt.NDArray[np.uint8]], None]) -> None:
+        """Call ``hook(bus, reasons)`` after each batch is visible in the store (worker thread).
+
+        ``reasons`` holds one code per frame of the batch (255 = stored, else an index into
+        REJECT_REASONS). Meant for measurements and tests; keep it quick.
+        """
+        self._commit_hooks.append(hook)
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _bus_db(self, bus: str) -> Any:
+        if self._split is None:
+            from vehicle_io.dbc import split_by_bus
+
+            named = any(getattr(m, "bus_name", None) for m in self.db.messages)
+            self._split = split_by_bus(self.db) if named else {}
+        return self._split.get(bus, self.db)
+
+    def _decoder(self, bus: str) -> tuple[Any, dict[str, int]]:
+        decoder = self._decoders.get(bus)
+        if decoder is None:
+            from vehicle_io.codec import BatchDecoder
+
+            sub = self._bus_db(bus)
+            key = bus if sub is not self.db else ""
+            decoder = self._decoders.get(key)
+            if decoder is None:
+                decoder = BatchDecoder(sub)
+                self._decoders[key] = decoder
+                bus_of = bus if key else None
+                self._index_maps[key] = {
+                    name: self._message_index(bus_of, name) for name in decoder.message_names
+                }
+            self._decoders[bus] = decoder
+            self._index_maps[bus] = self._index_maps[key]
+        return decoder, self._index_maps[bus]
+
+    def _message_index(self, bus: str | None, name: str) -> int:
+        frame_id = None
+        if "@0x" in name and not any(info.name == name for info in self.layout.messages):
+            # The codec names a later duplicate "NAME@0xID".
+            name, _, hex_id = name.rpartition("@0x")
+            frame_id = int(hex_id, 16)
+        for info in self.layout.messages:
+            if frame_id is not None and info.frame_id != frame_id:
+                continue
+            if info.name == name and (bus is None or info.bus == bus):
+                return info.index
+        for info in self.layout.messages:  # the bus has no DBC of its own: any such message
+            if info.name == name and (frame_id is None or info.frame_id == frame_id):
+                return info.index
+        raise VehicleIoError(f"gateway: decoder reports message {name!r} the store layout does not have")
+
+    def _build_tx_specs(self) -> dict[tuple[str | None, int, bool], E2ESpec]:
+        specs: dict[tuple[str | None, int, bool], E2ESpec] = {}
+        for info in self.layout.e2e_messages:
+            if info.e2e is not None:
+                specs[(info.bus, info.frame_id, info.is_extended)] = info.e2e
+                specs.setdefault((None, info.frame_id, info.is_extended), info.e2e)
+        return specs
+
+    def _warm_up(self) -> None:
+        """Compile/load the kernels before the first frame so it sees no compile pause."""
+        names = list(self._buses) or [""]
+        ids = np.zeros(1, dtype=np.uint32)
+        data = np.zeros((1, 8), dtype=np.uint8)
+        for name in names:
+            decoder, _ = self._decoder(name)
+            decoder.decode(ids, data, np.zeros(1, dtype=np.uint8))
+        from vehicle_io.gateway import _kernels
+
+        self._kernels = _kernels
+        empty = np.zeros(0, dtype=np.int64)
+        _kernels.map_rows(
+            empty, empty, empty, empty, ids, self._msg_extended, np.zeros(1, dtype=np.int64),
+            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8), R_UNKNOWN_ID,
+        )
+        self.store.warm_up()
+
+    # ------------------------------------------------------------------ receive path
+    def _run(self) -> None:
+        # At most one batch per batch_period_s: a frame after a quiet spell is processed at
+        # once, under load frames gather for up to one period. That bounds the per-batch
+        # overhead (decode call, store commit) to 1/batch_period_s per second, which keeps
+        # the GIL free for the receive threads, and bounds the added latency to one period.
+        wake = self._wake
+        period = self.batch_period_s
+        tick = max(period, DEADLINE_TICK_S)
+        pace = time.perf_counter  # real time, whatever clock the store runs on
+        next_batch = 0.0
+        next_tick = 0.0
+        while not self._stopping:
+            wake.wait(tick)
+            wake.clear()
+            delay = next_batch - pace()
+            if delay > 0:
+                time.sleep(delay)
+            started = pace()
+            next_batch = started + period
+            now = self.clock()
+            self._drain()
+            if started >= next_tick:
+                next_tick = started + tick
+                self.store.check_deadlines(now)
+
+    def _drain(self) -> None:
+        for name, listener in self._listeners.items():
+            buffer = listener.buffer
+            popleft = buffer.popleft
+            while buffer:
+                items: list[tuple[float, can.Message]] = []
+                append = items.append
+                try:
+                    for _ in range(self.batch_max):
+                        append(popleft())
+                except IndexError:
+                    pass
+                if items:
+                    self._process_messages(name, items)
+
+    def _process_messages(self, bus: str, items: list[tuple[float, can.Message]]) -> None:
+        """Turn received Messages into the array batch and process it."""
+        msgs = [m for _, m in items]
+        if self.recorder is not None or self.router:
+            for m in msgs:
+                m.channel = bus  # the recording and the routed copies name the bus
+        converted = _convert_plain(msgs)
+        if converted is None:
+            converted = _convert_careful(msgs)
+        ids, data, lengths, flags, bus_ts, reason = converted
+        times = np.array([t for t, _ in items], dtype=np.float64)
+        self._process(bus, ids, data, lengths, times, reason, msgs, flags, bus_ts)
+
+    def process_batch(
+        self,
+        bus: str,
+        ids: npt.ArrayLike,
+        data: npt.ArrayLike,
+        lengths: npt.ArrayLike | None = None,
+        timestamps: npt.ArrayLike | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """Feed a frame batch directly (replay, tests, another receive path).
+
+        ``ids`` uint32[N] with the SocketCAN flags: bit 31 extended, bit 30 remote, bit 29
+        error frame. ``data`` uint8[N, W] zero padded; ``lengths`` bytes per row (default W);
+        ``timestamps`` receive times on the gateway clock (default: now).
+        Returns the per-row verdict: 255 stored, else the index of the reject reason in
+        :data:`~vehicle_io.gateway.store.REJECT_REASONS`.
+        """
+        ids_arr = np.asarray(ids)
+        if ids_arr.ndim != 1:
+            raise GatewayInputError(f"process_batch: expected ids of shape (N,), but got {ids_arr.shape}")
+        n = ids_arr.shape[0]
+        if n and (ids_arr.dtype.kind not in "iu" or int(ids_arr.min()) < 0 or int(ids_arr.max()) > 0xFFFFFFFF):
+            raise GatewayInputError(
+                f"process_batch: expected integer ids in 0..0xFFFFFFFF, but got dtype {ids_arr.dtype}"
+            )
+        data_arr = np.asarray(data)
+        if data_arr.ndim != 2 or data_arr.shape[0] != n or data_arr.dtype != np.uint8:
+            raise GatewayInputError(
+                f"process_batch: expected data uint8[{n}, W], but got {data_arr.dtype}{list(data_arr.shape)}"
+            )
+        width = data_arr.shape[1]
+        if lengths is None:
+            len_arr = np.full(n, min(width, MAX_DATA + 1), dtype=np.int64)
+        else:
+            len_arr = np.asarray(lengths)
+            if len_arr.shape != (n,) or (n and len_arr.dtype.kind not in "iu"):
+                raise GatewayInputError(
+                    f"process_batch: expected integer lengths of shape ({n},), but got {len_arr.dtype}{list(len_arr.shape)}"
+                )
+        if timestamps is None:
+            times = np.full(n, self.clock(), dtype=np.float64)
+        else:
+            times = np.asarray(timestamps, dtype=np.float64)
+            if times.shape != (n,):
+                raise GatewayInputError(f"process_batch: expected timestamps of shape ({n},), but got {times.shape}")
+        reason = np.full(n, ACCEPT, dtype=np.uint8)
+        too_long = (len_arr > min(width, MAX_DATA)) | (len_arr < 0)
+        reason[too_long] = R_BAD_LENGTH
+        lengths_u8 = np.where(too_long, 0, len_arr).astype(np.uint8)
+        data_use = np.ascontiguousarray(data_arr[:, :MAX_DATA])
+        if not data_use.flags.writeable:  # a read-only view would make numba compile anew
+            data_use = data_use.copy()
+        return self._process(bus, ids_arr.astype(np.uint32), data_use, lengths_u8, times, reason, None, None, None)
+
+    def _process(
+        self,
+        bus: str,
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        times: npt.NDArray[np.float64],
+        reason: npt.NDArray[np.uint8],
+        msgs: list[can.Message] | None,
+        flags: npt.NDArray[np.uint8] | None,
+        bus_ts: npt.NDArray[np.float64] | None,
+    ) -> npt.NDArray[np.uint8]:
+        n = ids.shape[0]
+        if n == 0:
+            return reason
+        with self._process_lock:
+            try:
+                self._decode_and_store(bus, ids, data, lengths, times, reason)
+            except Exception as err:  # noqa: BLE001 - a bug must not stop the receive path
+                self._note_error("process", err)
+                if self.store.counters_for(bus)[0] == self._seen_before:
+                    self.store.count_failed(bus, reason)
+                return reason
+            for hook in self._commit_hooks:
+                try:
+                    hook(bus, reason)
+                except Exception as err:  # noqa: BLE001
+                    self._note_error("commit hook", err)
+            try:
+                self._after_receive(bus, ids, data, lengths, times, reason, msgs, flags, bus_ts)
+            except Exception as err:  # noqa: BLE001
+                self._note_error("record/route", err)
+        return reason
+
+    def _note_error(self, where: str, err: BaseException) -> None:
+        self._errors[where] = self._errors.get(where, 0) + 1
+        self._last_error = f"{where}: {type(err).__name__}: {err}"
+
+    def _decode_and_store(
+        self,
+        bus: str,
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        times: npt.NDArray[np.float64],
+        reason: npt.NDArray[np.uint8],
+    ) -> None:
+        """Frame format checks, decode with the bus's decoder, then the store's validity."""
+        n = ids.shape[0]
+        self._seen_before = int(self.store.counters_for(bus)[0])
+        if (ids > CAN_SFF_MASK).any():  # anything but plain 11-bit data frames
+            is_err = (ids & np.uint32(CAN_ERR_FLAG)) != 0
+            is_rtr = ((ids & np.uint32(CAN_RTR_FLAG)) != 0) & ~is_err
+            is_ext = (ids & np.uint32(CAN_EFF_FLAG)) != 0
+            open_rows = reason == ACCEPT
+            reason[open_rows & is_err] = R_ERROR_FRAME
+            reason[open_rows & is_rtr] = R_REMOTE_FRAME
+            bad_std = ~is_ext & ((ids & np.uint32(CAN_EFF_MASK)) > CAN_SFF_MASK)
+            reason[(reason == ACCEPT) & bad_std] = R_UNKNOWN_ID
+        msg_index = np.full(n, -1, dtype=np.int64)
+        position = np.full(n, -1, dtype=np.int64)
+        decoded: dict[int, Mapping[str, npt.NDArray[np.float64]]] = {}
+        ok = reason == ACCEPT
+        if ok.any():
+            decoder, index_map = self._decoder(bus)
+            if ok.all():  # the usual case: no copies
+                cand = _NO_ROWS
+                result = decoder.decode(ids, data, lengths)
+                reason[:] = _CODEC_REASON[result.status]
+            else:
+                cand = np.flatnonzero(ok)
+                result = decoder.decode(ids[cand], data[cand], lengths[cand])
+                reason[cand] = _CODEC_REASON[result.status]
+            parts: list[npt.NDArray[np.int64]] = []
+            owners: list[int] = []
+            for name, cols in result.items():
+                m = index_map[name]
+                decoded[m] = cols
+                parts.append(cols["_row"])
+                owners.append(m)
+            if parts:
+                self._kernels.map_rows(
+                    np.concatenate(parts), np.array([p.shape[0] for p in parts], dtype=np.int64),
+                    np.array(owners, dtype=np.int64), cand, ids, self._msg_extended, msg_index, position,
+                    reason, R_UNKNOWN_ID,
+                )
+        self.store.ingest(bus, data, lengths, times, reason, msg_index, position, decoded, self.clock())
+
+    def _after_receive(
+        self,
+        bus: str,
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        times: npt.NDArray[np.float64],
+        reason: npt.NDArray[np.uint8],
+        msgs: list[can.Message] | None,
+        flags: npt.NDArray[np.uint8] | None,
+        bus_ts: npt.NDArray[np.float64] | None,
+    ) -> None:
+        """Black box, recording and routing: raw traffic, whatever the checks said."""
+        # Arrays built from bus Messages are this batch's own; caller arrays are copied.
+        self.blackbox.add_batch(bus, times, ids, data, lengths, flags, bus_ts, copy=msgs is None)
+        routes: list[tuple[int, int]] = []
+        if self.router:
+            eligible = ((ids & np.uint32(CAN_ERR_FLAG)) == 0) & (reason != R_OWN_TX) & (reason != R_BAD_LENGTH)
+            routes = self.router.select(bus, ids, times, eligible)
+        if msgs is None and (self.recorder is not None or routes):
+            msgs = [_message_from_row(bus, ids[i], data[i], lengths[i], times[i]) for i in range(ids.shape[0])]
+        if self.recorder is not None and msgs is not None:
+            self.recorder.record_many(msgs)
+        for rule_index, row in routes:
+            assert msgs is not None
+            rule = self.router.rules[rule_index]
+            try:
+                self._transmit(rule.dst, msgs[row], fill_e2e=False)
+            except TransmitBlocked:
+                self.router.count(rule_index, "blocked")
+            except can.CanError:
+                self.router.count(rule_index, "send_error")
+            else:
+                self.router.count(rule_index, "forwarded")
+
+    def check_deadlines(self, now_s: float | None = None) -> None:
+        """Run the time-driven checks now (the worker does it every tick by itself)."""
+        with self._process_lock:
+            self.store.check_deadlines(now_s)
+
+    # ------------------------------------------------------------------ transmit path
+    def send(self, bus_name: str, message: can.Message, *, timeout_s: float | None = None) -> can.Message:
+        """Send ``message`` on ``bus_name`` through the transmit gate: the one path out.
+
+        Refuses (TransmitBlocked, counted) unless the bus is armed and (id, bus, length) is
+        allowlisted. For a safety-relevant message, the alive counter (per bus and id,
+        0..14) and the CRC are filled in here, whatever the caller put in those bytes.
+        Returns the frame as sent.
+        """
+        return self._transmit(bus_name, message, fill_e2e=True, timeout_s=timeout_s)
+
+    def _transmit(
+        self, bus_name: str, message: can.Message, *, fill_e2e: bool, timeout_s: float | None = None
+    ) -> can.Message:
+        if self._shutdown_done:
+            self.gate.count(bus_name, "blocked_not_armed")
+            raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a running gateway, but it is shut down")
+        bus = self._buses.get(bus_name)
+        if bus is None:
+            self.gate.count(bus_name, "blocked_unknown_bus")
+            raise TransmitBlocked(
+                f"transmit blocked: expected a bus among {sorted(self._buses)}, but got {bus_name!r}"
+            )
+        if message.is_error_frame:
+            self.gate.count(bus_name, "blocked_not_allowed")
+            raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a data or remote frame, but got an error frame")
+        length = message.dlc if message.is_remote_frame else len(message.data)
+        self.gate.check(bus_name, message.arbitration_id, length, is_extended=message.is_extended_id)
+        payload = bytes(message.data)
+        with self._tx_lock:
+            spec = None
+            if fill_e2e and not message.is_remote_frame:
+                spec = self._tx_specs.get((bus_name, message.arbitration_id, message.is_extended_id))
+                if spec is None and bus_name not in self._db_buses:
+                    spec = self._tx_specs.get((None, message.arbitration_id, message.is_extended_id))
+            if spec is not None:
+                key = (bus_name, message.arbitration_id)
+                counter = self._tx_counter.get(key, 0)
+                payload = bytes(protect(spec, payload, counter))
+                self._tx_counter[key] = (counter + 1) % COUNTER_MODULO
+            out = can.Message(
+                timestamp=time.time(),
+                arbitration_id=message.arbitration_id,
+                is_extended_id=message.is_extended_id,
+                is_remote_frame=message.is_remote_frame,
+                is_fd=message.is_fd,
+                bitrate_switch=message.bitrate_switch,
+                error_state_indicator=message.error_state_indicator,
+                dlc=message.dlc,
+                data=payload if not message.is_remote_frame else None,
+                channel=bus_name,
+                is_rx=False,
+                check=False,
+            )
+            try:
+                bus.send(out, timeout=timeout_s)
+            except can.CanError:
+                self.gate.count(bus_name, "send_error")
+                raise
+            self.gate.count(bus_name, "sent")
+        self.blackbox.add_message(bus_name, self.clock(), out)
+        if self.recorder is not None:
+            self.recorder.record(out)
+        return out
+
+    def dump_blackbox(self, path: str | PathLike[str]) -> int:
+        """Write the last ``blackbox_s`` seconds of every bus (rx and tx) to a log file.
+
+        The interlocks call this on a trip. Format by suffix (.log/.asc/.blf); returns the
+        number of frames written.
+        """
+        return self.blackbox.dump(path, channels=list(self._buses))
+
+    # ------------------------------------------------------------------ reports
+    def counters(self) -> dict[str, Any]:
+        """Every counter of the gateway as plain data (JSON-ready)."""
+        out = self.store.counters()
+        out["listener_errors"] = {name: lst.errors for name, lst in self._listeners.items()}
+        out["pending"] = sum(len(lst.buffer) for lst in self._listeners.values())
+        out["internal_errors"] = dict(self._errors)
+        out["last_internal_error"] = self._last_error
+        out["transmit"] = {"armed": sorted(self.gate.armed), "buses": self.gate.counters()}
+        out["routes"] = self.router.counters()
+        if self.recorder is not None:
+            out["recorder"] = {
+                "path": str(self.recorder.path),
+                "written": self.recorder.written,
+                "errors": self.recorder.errors,
+            }
+        return out
+
+    def summary(self) -> str:
+        """The counters as a few human-readable lines."""
+        c = self.counters()
+        rejected_total = sum(c["rejected"].values())
+        lines = [
+            f"gateway: {len(self._buses)} bus(es), {c['seen']} frames seen, {c['decoded']} decoded, "
+            f"{rejected_total} rejected"
+        ]
+        for bus, row in sorted(c["buses"].items()):
+            lines.append(f"  {bus}: seen {row['seen']}, decoded {row['decoded']}{_reasons_text(row['rejected'])}")
+        lines.append(
+            f"  messages: {self.layout.n_messages} known, {c['messages_received']} received, "
+            f"{c['stale_now']} stale now, {c['stale_events']} stale events"
+        )
+        if "e2e_states" in c:
+            states = ", ".join(f"{k} {v}" for k, v in c["e2e_states"].items())
+            lines.append(f"  E2E: {states}")
+        tx = c["transmit"]
+        tx_text = ", ".join(
+            f"{bus} " + " ".join(f"{k} {v}" for k, v in row.items() if v) for bus, row in sorted(tx["buses"].items())
+        )
+        lines.append(f"  transmit: armed {', '.join(tx['armed']) or 'none (listen-only)'}" + (f"; {tx_text}" if tx_text else ""))
+        for label, row in c["routes"].items():
+            lines.append(
+                f"  route {label}: forwarded {row['forwarded']}, rate-limited {row['rate_limited']}, "
+                f"blocked {row['blocked']}"
+            )
+        errors = {k: v for k, v in c["listener_errors"].items() if v}
+        if errors:
+            lines.append("  receive errors: " + ", ".join(f"{k} {v}" for k, v in errors.items()))
+        if c["internal_errors"]:
+            counts = ", ".join(f"{k} {v}" for k, v in c["internal_errors"].items())
+            lines.append(f"  internal errors: {counts}; last: {c['last_internal_error']}")
+        if "recorder" in c:
+            r = c["recorder"]
+            lines.append(f"  recording {r['path']}: {r['written']} written, {r['errors']} errors")
+        return "\n".join(lines)
+
+
+_Converted = tuple[
+    npt.NDArray[np.uint32], npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8],
+    npt.NDArray[np.float64], npt.NDArray[np.uint8],
+]
+
+
+def _pack(payloads: list[bytes] | list[bytearray], sizes: list[int]) -> npt.NDArray[np.uint8]:
+    width = max(max(sizes), 8)
+    if min(sizes) == width:
+        blob = bytearray().join(payloads)
+    else:
+        blob = bytearray().join(bytes(p).ljust(width, b"\0") for p in payloads)
+    # A bytearray gives a writable array: the type the kernels were compiled for at warm-up.
+    return np.frombuffer(blob, dtype=np.uint8).reshape(len(sizes), width)
+
+
+def _convert_plain(msgs: list[can.Message]) -> _Converted | None:
+    """Array batch of well-formed received data frames (the usual traffic); None otherwise.
+
+    Plain Python over the few frames of a batch, then one numpy call per array: the worker
+    makes as few numpy calls as it can (each may hand the GIL away).
+    """
+    try:
+        if any(m.is_remote_frame or m.is_error_frame or not m.is_rx for m in msgs):
+            return None
+        payloads = [m.data for m in msgs]
+        sizes = [len(p) for p in payloads]
+        aids = [m.arbitration_id for m in msgs]
+        if max(sizes) > MAX_DATA or min(aids) < 0 or max(aids) > CAN_EFF_MASK:
+            return None
+        if any(m.is_extended_id for m in msgs):
+            aids = [a | CAN_EFF_FLAG if m.is_extended_id else a for a, m in zip(aids, msgs)]
+        ids = np.array(aids, dtype=np.uint32)
+        bus_ts = np.array([m.timestamp for m in msgs], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    n = len(msgs)
+    if any(m.is_fd for m in msgs):
+        flags = np.array(
+            [
+                (FLAG_FD | (FLAG_BRS if m.bitrate_switch else 0) | (FLAG_ESI if m.error_state_indicator else 0))
+                if m.is_fd else 0
+                for m in msgs
+            ],
+            dtype=np.uint8,
+        )
+    else:
+        flags = np.zeros(n, dtype=np.uint8)
+    data = _pack(payloads, sizes)
+    return ids, data, np.array(sizes, dtype=np.uint8), flags, bus_ts, np.full(n, ACCEPT, dtype=np.uint8)
+
+
+def _convert_careful(msgs: list[can.Message]) -> _Converted:
+    """Array batch of anything an interface may deliver: odd ids, remote, error, own frames."""
+    n = len(msgs)
+    ids = np.empty(n, dtype=np.uint32)
+    lengths = np.empty(n, dtype=np.uint8)
+    bus_ts = np.empty(n, dtype=np.float64)
+    flags = np.zeros(n, dtype=np.uint8)
+    reason = np.full(n, ACCEPT, dtype=np.uint8)
+    payloads: list[bytes] = []
+    sizes: list[int] = []
+    for i, msg in enumerate(msgs):
+        try:
+            bus_ts[i] = float(msg.timestamp)
+        except (TypeError, ValueError):
+            bus_ts[i] = np.nan
+        aid = msg.arbitration_id
+        if not isinstance(aid, int) or not 0 <= aid <= CAN_EFF_MASK:
+            aid = 0
+            reason[i] = R_UNKNOWN_ID
+        if msg.is_extended_id:
+            aid |= CAN_EFF_FLAG
+        if msg.is_remote_frame:
+            aid |= CAN_RTR_FLAG
+        if msg.is_error_frame:
+            aid |= CAN_ERR_FLAG
+        ids[i] = aid
+        bits = 0
+        if msg.is_fd:
+            bits = FLAG_FD | (FLAG_BRS if msg.bitrate_switch else 0) | (FLAG_ESI if msg.error_state_indicator else 0)
+        if not msg.is_rx:
+            reason[i] = R_OWN_TX
+            bits |= FLAG_TX
+        flags[i] = bits
+        try:
+            payload = bytes(msg.data) if msg.data is not None else b""
+        except (TypeError, ValueError):
+            payload = b""
+            reason[i] = R_BAD_LENGTH
+        if len(payload) > MAX_DATA:
+            reason[i] = R_BAD_LENGTH
+            payload = b""
+        dlc = msg.dlc if isinstance(msg.dlc, int) else 0
+        lengths[i] = dlc if msg.is_remote_frame and 0 <= dlc <= MAX_DATA else len(payload)
+        payloads.append(payload)
+        sizes.append(len(payload))
+    return ids, _pack(payloads, sizes), lengths, flags, bus_ts, reason
+
+
+def _reasons_text(rejected: Mapping[str, int]) -> str:
+    parts = [f"{k} {v}" for k, v in rejected.items() if v]
+    return f", rejected {sum(rejected.values())} ({', '.join(parts)})" if parts else ""
+
+
+def _message_from_row(bus: str, frame_id: int, row: npt.NDArray[np.uint8], length: int, t: float) -> can.Message:
+    fid = int(frame_id)
+    size = int(length)
+    return can.Message(
+        timestamp=float(t),
+        arbitration_id=fid & CAN_EFF_MASK,
+        is_extended_id=bool(fid & CAN_EFF_FLAG),
+        is_remote_frame=bool(fid & CAN_RTR_FLAG) and not fid & CAN_ERR_FLAG,
+        is_error_frame=bool(fid & CAN_ERR_FLAG),
+        is_fd=size > 8,
+        data=bytes(row[:size]) if not fid & (CAN_RTR_FLAG | CAN_ERR_FLAG) else None,
+        dlc=size,
+        channel=bus,
+        check=False,
+    )
+
+
+__all__ = ["Gateway", "GatewayInputError", "REJECT_REASONS", "RouteRule", "TransmitGate"]
+

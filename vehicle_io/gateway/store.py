@@ -1,0 +1,617 @@
+"""SignalStore: the latest value, receive time and validity of every signal, as fixed arrays.
+
+The layout (:class:`StoreLayout`) is generated from the DBC: one slot per
+``"Message.Signal"``, messages sorted by name, each message's signals contiguous in DBC
+order. It is stable for a given database (file order does not matter) and is what the numba
+control loop indexes: ``value float64[S]``, ``timestamp float64[S]``, ``valid uint8[S]``.
+
+Validity of a signal = it has a value, and its message is currently acceptable:
+received, not stale (last accepted frame at most ``stale_factor`` x cycle time ago;
+messages without a cycle time never go stale) and, for E2E-protected messages, the E2E
+state machine is VALID. Values of frames that fail a check are never stored; each such
+frame is counted under one reject reason, so ``seen == decoded + sum(rejected)`` always.
+
+Every mutation and every :meth:`SignalStore.snapshot` happen under one lock, so a snapshot
+is a consistent copy (all arrays from the same instant).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vehicle_io.e2e import CRC8_TABLE, CheckStatus, E2EConfig, E2ESpec, SMState
+from vehicle_io.errors import VehicleIoError
+
+if TYPE_CHECKING:
+    from cantools.database.can import Database, Message
+
+    from vehicle_io.gateway.validity import E2EBank
+
+#: Why a frame was not stored. The index of a reason is its code in per-row arrays.
+REJECT_REASONS: tuple[str, ...] = (
+    "unknown_id",  # no message with this id (and frame format) on this bus
+    "too_short",  # fewer bytes than the message's DBC length
+    "bad_length",  # more than 64 bytes, or more than the batch array holds
+    "bad_mux",  # multiplexer value the DBC does not define
+    "unsupported",  # a layout the codec cannot decode (reported by BatchDecoder)
+    "crc",  # E2E CRC mismatch (wrong data, wrong data id)
+    "bad_counter",  # E2E alive counter 15 (invalid by definition)
+    "wrong_sequence",  # E2E counter jumped by more than max_delta
+    "repeated",  # E2E counter did not move
+    "e2e_state",  # frame fine, but the message's E2E state machine is not VALID
+    "stale",  # the frame was already older than N x cycle time when processed
+    "error_frame",  # CAN error frame
+    "remote_frame",  # remote transmission request
+    "own_tx",  # echo of a frame this node sent (python-can is_rx False)
+    "internal_error",  # the gateway failed on the batch (a bug): counted, reported, survived
+)
+REASON_CODE: dict[str, int] = {name: code for code, name in enumerate(REJECT_REASONS)}
+ACCEPT = 255  # per-row code: not rejected (yet)
+
+R_UNKNOWN_ID = REASON_CODE["unknown_id"]
+R_TOO_SHORT = REASON_CODE["too_short"]
+R_BAD_LENGTH = REASON_CODE["bad_length"]
+R_BAD_MUX = REASON_CODE["bad_mux"]
+R_UNSUPPORTED = REASON_CODE["unsupported"]
+R_CRC = REASON_CODE["crc"]
+R_BAD_COUNTER = REASON_CODE["bad_counter"]
+R_WRONG_SEQUENCE = REASON_CODE["wrong_sequence"]
+R_REPEATED = REASON_CODE["repeated"]
+R_E2E_STATE = REASON_CODE["e2e_state"]
+R_STALE = REASON_CODE["stale"]
+R_ERROR_FRAME = REASON_CODE["error_frame"]
+R_REMOTE_FRAME = REASON_CODE["remote_frame"]
+R_OWN_TX = REASON_CODE["own_tx"]
+R_INTERNAL_ERROR = REASON_CODE["internal_error"]
+
+_N_REASONS = len(REJECT_REASONS)
+
+# E2E verdict by (CheckStatus, CRC matched): the reject reason, or ACCEPT.
+_VERDICT = np.full((6, 2), ACCEPT, dtype=np.uint8)
+_VERDICT[CheckStatus.ERROR] = (R_CRC, R_BAD_COUNTER)
+_VERDICT[CheckStatus.REPEATED] = R_REPEATED
+_VERDICT[CheckStatus.WRONG_SEQUENCE] = R_WRONG_SEQUENCE
+
+
+class LayoutError(VehicleIoError, KeyError):
+    """A name is not in the store layout."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _cycle_time_s(message: Message) -> float | None:
+    try:
+        from vehicle_io.dbc import cycle_time_s
+    except ImportError:  # pragma: no cover - dbc.py ships with the package
+        cycle_ms = message.cycle_time
+        return cycle_ms / 1000.0 if cycle_ms and cycle_ms > 0 else None
+    return cycle_time_s(message)
+
+
+@dataclass(frozen=True)
+class MessageSlots:
+    """One message in the layout: its slot range and what the receiver needs to know."""
+
+    index: int
+    key: str  # message name, or "bus:name" when the name exists on several buses
+    name: str
+    bus: str | None
+    frame_id: int
+    is_extended: bool
+    length: int
+    start: int
+    stop: int
+    signals: tuple[str, ...]
+    cycle_time_s: float | None
+    e2e: E2ESpec | None
+    e2e_index: int  # index in the E2E bank, -1 when not protected
+    multiplexers: tuple[int, ...]  # local indices of multiplexer signals
+    mux_parent: tuple[int, ...]  # per signal: local index of its multiplexer, -1 if none
+    mux_ids: tuple[frozenset[int] | None, ...]  # per signal: the mux values it exists for
+
+    @property
+    def n_signals(self) -> int:
+        return self.stop - self.start
+
+
+class StoreLayout:
+    """Names -> slot indices, generated from a database; shared with the control loop."""
+
+    def __init__(self, messages: Iterable[Message]) -> None:
+        msgs = list(messages)
+        pairs: dict[tuple[str, str | None], int] = {}
+        names: dict[str, int] = {}
+        for m in msgs:
+            bus = getattr(m, "bus_name", None) or None
+            pairs[(m.name, bus)] = pairs.get((m.name, bus), 0) + 1
+            names[m.name] = names.get(m.name, 0) + 1
+
+        def key_of(m: Message) -> str:
+            # Plain name when unique; else qualified by bus, and by id if still ambiguous.
+            bus = getattr(m, "bus_name", None) or None
+            if names[m.name] == 1:
+                return m.name
+            key = m.name if pairs[(m.name, bus)] > 1 and bus is None else f"{bus}:{m.name}"
+            return f"{key}@0x{m.frame_id:X}" if pairs[(m.name, bus)] > 1 else key
+
+        ordered = sorted(msgs, key=lambda m: (m.name, getattr(m, "bus_name", None) or "", m.frame_id))
+        slots: list[MessageSlots] = []
+        slot_names: list[str] = []
+        e2e_count = 0
+        for index, m in enumerate(ordered):
+            key = key_of(m)
+            spec = E2ESpec.from_message(m)
+            signals = tuple(s.name for s in m.signals)
+            local = {name: i for i, name in enumerate(signals)}
+            parent = tuple(local.get(s.multiplexer_signal, -1) if s.multiplexer_signal else -1 for s in m.signals)
+            ids = tuple(frozenset(s.multiplexer_ids) if s.multiplexer_ids else None for s in m.signals)
+            start = len(slot_names)
+            slot_names.extend(f"{key}.{s}" for s in signals)
+            slots.append(
+                MessageSlots(
+                    index=index,
+                    key=key,
+                    name=m.name,
+                    bus=getattr(m, "bus_name", None) or None,
+                    frame_id=int(m.frame_id),
+                    is_extended=bool(m.is_extended_frame),
+                    length=int(m.length),
+                    start=start,
+                    stop=len(slot_names),
+                    signals=signals,
+                    cycle_time_s=_cycle_time_s(m),
+                    e2e=spec,
+                    e2e_index=e2e_count if spec is not None else -1,
+                    multiplexers=tuple(i for i, s in enumerate(m.signals) if s.is_multiplexer),
+                    mux_parent=parent,
+                    mux_ids=ids,
+                )
+            )
+            if spec is not None:
+                e2e_count += 1
+        self.messages: tuple[MessageSlots, ...] = tuple(slots)
+        self.slot_names: tuple[str, ...] = tuple(slot_names)
+        self.n_signals = len(slot_names)
+        self.n_messages = len(slots)
+        self.e2e_messages: tuple[MessageSlots, ...] = tuple(s for s in slots if s.e2e is not None)
+        #: slot -> message index, for vectorised validity.
+        self.slot_message = np.zeros(self.n_signals, dtype=np.int64)
+        for s in slots:
+            self.slot_message[s.start : s.stop] = s.index
+        self._slot_index: dict[str, int] = {name: i for i, name in enumerate(slot_names)}
+        # Bare signal names (and "Message.Signal" with the plain message name) as aliases
+        # where they are unambiguous: Z10 signal names are unique, other DBCs may not be.
+        alias_count: dict[str, int] = {}
+        alias_slot: dict[str, int] = {}
+        for s in slots:
+            for j, sig in enumerate(s.signals):
+                for alias in (sig, f"{s.name}.{sig}"):
+                    if alias in self._slot_index and self._slot_index[alias] != s.start + j:
+                        continue
+                    alias_count[alias] = alias_count.get(alias, 0) + 1
+                    alias_slot[alias] = s.start + j
+        for alias, count in alias_count.items():
+            if count == 1:
+                self._slot_index.setdefault(alias, alias_slot[alias])
+        self._message_index: dict[str, int] = {s.key: s.index for s in slots}
+        name_count: dict[str, int] = {}
+        for s in slots:
+            name_count[s.name] = name_count.get(s.name, 0) + 1
+        for s in slots:
+            if name_count[s.name] == 1:
+                self._message_index.setdefault(s.name, s.index)
+        self._by_bus_name: dict[tuple[str | None, str], int] = {(s.bus, s.name): s.index for s in slots}
+
+    @classmethod
+    def from_database(cls, db: Database) -> StoreLayout:
+        return cls(db.messages)
+
+    def slot(self, name: str) -> int:
+        """Slot index of ``"Message.Signal"`` (or a bare signal name when unambiguous)."""
+        try:
+            return self._slot_index[name]
+        except KeyError:
+            raise LayoutError(f"expected a signal name of the store layout, but got {name!r}") from None
+
+    def message(self, name: str) -> MessageSlots:
+        """A message by key or (unambiguous) name."""
+        try:
+            return self.messages[self._message_index[name]]
+        except KeyError:
+            raise LayoutError(f"expected a message name of the store layout, but got {name!r}") from None
+
+    def message_index(self, bus: str | None, name: str) -> int:
+        """Index of the message ``name`` as received on ``bus`` (bus ignored if unambiguous)."""
+        idx = self._by_bus_name.get((bus, name))
+        if idx is None:
+            idx = self._message_index.get(name)
+        if idx is None:
+            raise LayoutError(f"expected a message of the store layout, but got {name!r} on bus {bus!r}")
+        return idx
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._slot_index
+
+    def slots_of(self, names: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Slot indices of several names at once (for the control loop's input map)."""
+        return np.array([self.slot(n) for n in names], dtype=np.int64)
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of the store at one instant (``now_s``, the store's clock)."""
+
+    now_s: float
+    generation: int
+    value: npt.NDArray[np.float64]
+    timestamp: npt.NDArray[np.float64]
+    valid: npt.NDArray[np.uint8]
+    message_last_rx_s: npt.NDArray[np.float64]
+    message_stale: npt.NDArray[np.uint8]
+    message_valid: npt.NDArray[np.uint8]
+    message_e2e_state: npt.NDArray[np.uint8]  # SMState codes; NODATA for unprotected
+
+
+@dataclass(frozen=True)
+class SignalReading:
+    value: float
+    timestamp_s: float
+    valid: bool
+
+
+@dataclass(frozen=True)
+class MessageStatus:
+    name: str
+    bus: str | None
+    received: bool
+    last_rx_s: float
+    stale: bool
+    valid: bool
+    e2e_state: SMState | None
+    frames: int
+    decoded: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    e2e_results: dict[str, int] = field(default_factory=dict)
+
+
+class SignalStore:
+    """Latest value / timestamp / validity per signal plus receive counters.
+
+    Fed by the gateway (:meth:`ingest`); read by anyone (:meth:`snapshot`, :meth:`get`).
+    """
+
+    def __init__(
+        self,
+        layout: StoreLayout,
+        *,
+        stale_factor: float = 3.0,
+        e2e_config: E2EConfig | None = None,
+        e2e_configs: Mapping[str, E2EConfig] | None = None,
+        deadline_factor: float = 1.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from vehicle_io import _e2e_kernels
+        from vehicle_io.gateway.validity import E2EBank
+
+        self._kernels = _e2e_kernels
+
+        if not stale_factor > 0:
+            raise ValueError(f"SignalStore: expected stale_factor > 0, but got {stale_factor}")
+        self.layout = layout
+        self.clock = clock
+        self.stale_factor = float(stale_factor)
+        self.lock = threading.RLock()
+        s, m = layout.n_signals, layout.n_messages
+        self.value = np.full(s, np.nan)
+        self.timestamp = np.full(s, np.nan)
+        self.valid = np.zeros(s, dtype=np.uint8)
+        self.has_value = np.zeros(s, dtype=np.uint8)
+        self.last_rx_s = np.full(m, np.nan)
+        self.received = np.zeros(m, dtype=np.uint8)
+        self.stale = np.zeros(m, dtype=np.uint8)
+        self.message_valid = np.zeros(m, dtype=np.uint8)
+        cycles = [x.cycle_time_s for x in layout.messages]
+        self.stale_after_s = np.array(
+            [c * self.stale_factor if c is not None else np.inf for c in cycles], dtype=np.float64
+        )
+        self.e2e_index = np.array([x.e2e_index for x in layout.messages], dtype=np.int64)
+        self.msg_frames = np.zeros(m, dtype=np.int64)
+        self.msg_decoded = np.zeros(m, dtype=np.int64)
+        self.msg_rejected = np.zeros((m, _N_REASONS), dtype=np.int64)
+        self.stale_events = 0
+        self.generation = 0
+        overrides = dict(e2e_configs or {})
+        unknown = set(overrides) - {x.name for x in layout.e2e_messages} - {x.key for x in layout.e2e_messages}
+        if unknown:
+            raise ValueError(f"SignalStore: expected E2E-protected message names in e2e_configs, but got {sorted(unknown)}")
+        base = e2e_config or E2EConfig()
+        e2e_msgs = layout.e2e_messages
+        self.e2e: E2EBank = E2EBank(
+            [x.e2e for x in e2e_msgs if x.e2e is not None],
+            [overrides.get(x.key, overrides.get(x.name, base)) for x in e2e_msgs],
+            [x.cycle_time_s for x in e2e_msgs],
+            deadline_factor=deadline_factor,
+        )
+        self._e2e_msg_index = np.array([x.index for x in e2e_msgs], dtype=np.int64)
+        # Codes validate_rows gives: E2E state not VALID, stale on arrival, no message.
+        self._codes = np.array([R_E2E_STATE, R_STALE, R_UNKNOWN_ID], dtype=np.uint8)
+        self._bus_counters: dict[str, npt.NDArray[np.int64]] = {}
+        self._mux_cache: dict[tuple[int, tuple[int, ...]], tuple[int, ...]] = {}
+
+    # ------------------------------------------------------------------ feeding
+    def counters_for(self, bus: str) -> npt.NDArray[np.int64]:
+        """The counter row of ``bus``: [seen, decoded, rejected per reason...] (creates it)."""
+        row = self._bus_counters.get(bus)
+        if row is None:
+            row = self._bus_counters[bus] = np.zeros(2 + _N_REASONS, dtype=np.int64)
+        return row
+
+    def ingest(
+        self,
+        bus: str,
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        timestamps: npt.NDArray[np.float64],
+        reason: npt.NDArray[np.uint8],
+        msg_index: npt.NDArray[np.int64],
+        position: npt.NDArray[np.int64],
+        decoded: Mapping[int, Mapping[str, npt.NDArray[np.float64]]],
+        now_s: float,
+    ) -> npt.NDArray[np.uint8]:
+        """Run receive validity on a decoded batch and store what passes.
+
+        ``reason[i]`` is a reject code already known (or ACCEPT), ``msg_index[i]`` the layout
+        message of row i (-1 if none), ``position[i]`` its row within ``decoded[msg_index[i]]``
+        (the BatchDecoder columns of that message, keyed by layout message index).
+        Updates ``reason`` in place with the E2E / staleness verdicts and returns it.
+        """
+        bank = self.e2e
+        k = self._kernels
+        with self.lock:
+            last_row = np.full(self.layout.n_messages, -1, dtype=np.int64)
+            accepted = k.validate_rows(
+                reason, msg_index, timestamps, now_s, self.stale_after_s, self.e2e_index, _VERDICT, self._codes,
+                CRC8_TABLE, data, lengths, bank.spec, bank.cfg, bank.last_counter, bank.sm_state, bank.window,
+                bank.top, bank.status_counts, bank.cycle_s, bank.deadline_factor, bank.next_deadline_s,
+                self.counters_for(bus), self.msg_frames, self.msg_decoded, self.msg_rejected,
+                last_row, self.last_rx_s, self.received,
+            )
+            if accepted:
+                self._store(last_row, reason, msg_index, position, timestamps, decoded)
+            self._refresh(now_s)
+            self.generation += 1
+        return reason
+
+    def count_failed(self, bus: str, reason: npt.NDArray[np.uint8]) -> None:
+        """Count a batch the gateway could not process: every row as ``internal_error``."""
+        with self.lock:
+            reason[:] = R_INTERNAL_ERROR
+            row = self.counters_for(bus)
+            row[0] += reason.shape[0]
+            row[2 + R_INTERNAL_ERROR] += reason.shape[0]
+
+    def _store(
+        self,
+        last_row: npt.NDArray[np.int64],
+        reason: npt.NDArray[np.uint8],
+        msg_index: npt.NDArray[np.int64],
+        position: npt.NDArray[np.int64],
+        timestamps: npt.NDArray[np.float64],
+        decoded: Mapping[int, Mapping[str, npt.NDArray[np.float64]]],
+    ) -> None:
+        """Write accepted rows into the arrays: for each message its last accepted row wins
+        (a multiplexed message: per signal, the last row that carries it)."""
+        value, stamp, has = self.value, self.timestamp, self.has_value
+        messages = self.layout.messages
+        touched = np.flatnonzero(last_row >= 0)
+        for m, r in zip(touched.tolist(), last_row[touched].tolist()):
+            info = messages[m]
+            if info.start == info.stop:
+                continue
+            cols = decoded[m]
+            start, stop = info.start, info.stop
+            if not info.multiplexers:
+                k = position[r]
+                value[start:stop] = [cols[sig][k] for sig in info.signals]
+                stamp[start:stop] = timestamps[r]
+                has[start:stop] = 1
+                continue
+            signals = info.signals
+            for row in np.flatnonzero((msg_index == m) & (reason == ACCEPT)).tolist():
+                k = position[row]
+                t = timestamps[row]
+                for j in self._present(info, cols, k):
+                    value[start + j] = cols[signals[j]][k]
+                    stamp[start + j] = t
+                    has[start + j] = 1
+
+    def _present(self, info: MessageSlots, cols: Mapping[str, npt.NDArray[np.float64]], k: int) -> tuple[int, ...]:
+        """Local indices of the signals a multiplexed frame carries (cached per mux values)."""
+        key_vals = []
+        for j in info.multiplexers:
+            v = cols[info.signals[j]][k]
+            key_vals.append(int(v) if v == v else -1)  # NaN: the multiplexer itself is absent
+        key = (info.index, tuple(key_vals))
+        cached = self._mux_cache.get(key)
+        if cached is not None:
+            return cached
+        mux_value = dict(zip(info.multiplexers, key_vals))
+        memo: dict[int, bool] = {}
+
+        def present(j: int, depth: int = 0) -> bool:
+            if j in memo:
+                return memo[j]
+            parent = info.mux_parent[j]
+            ids = info.mux_ids[j]
+            if parent < 0 or ids is None or depth > len(info.signals):
+                result = parent < 0 or ids is None
+            else:
+                result = present(parent, depth + 1) and mux_value.get(parent, -1) in ids
+            memo[j] = result
+            return result
+
+        result = tuple(j for j in range(len(info.signals)) if present(j))
+        if len(self._mux_cache) < 65536:
+            self._mux_cache[key] = result
+        return result
+
+    def _refresh(self, now_s: float) -> None:
+        """Recompute stale flags and validity at ``now_s``."""
+        self.stale_events += self._kernels.refresh_validity(
+            now_s, self.last_rx_s, self.stale_after_s, self.received, self.stale, self.e2e_index,
+            self.e2e.sm_state, self.message_valid, self.has_value, self.layout.slot_message, self.valid,
+        )
+
+    def warm_up(self) -> None:
+        """Compile (or load from cache) the kernels now, with the types the feed will use."""
+        with self.lock:
+            self.ingest(
+                "", np.zeros((0, 8), dtype=np.uint8), np.zeros(0, dtype=np.uint8), np.zeros(0),
+                np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), {}, 0.0,
+            )
+            del self._bus_counters[""]
+            self.generation = 0
+            bank = self.e2e
+            empty = np.zeros(0, dtype=np.int64)
+            self._kernels.no_new_data(empty, empty, bank.cfg, bank.sm_state, bank.window, bank.top)
+
+    def check_deadlines(self, now_s: float | None = None) -> None:
+        """Advance time-driven validity: NO_NEW_DATA for missed E2E deadlines, staleness."""
+        now = self.clock() if now_s is None else now_s
+        with self.lock:
+            self.e2e.check_deadlines(now)
+            self._refresh(now)
+
+    def reset(self) -> None:
+        """Forget every value and receiver state (counters are kept)."""
+        with self.lock:
+            self.value[:] = np.nan
+            self.timestamp[:] = np.nan
+            self.valid[:] = 0
+            self.has_value[:] = 0
+            self.last_rx_s[:] = np.nan
+            self.received[:] = 0
+            self.stale[:] = 0
+            self.message_valid[:] = 0
+            self.e2e.reset()
+            self.generation += 1
+
+    # ------------------------------------------------------------------ reading
+    def snapshot(self, now_s: float | None = None, out: Snapshot | None = None) -> Snapshot:
+        """A consistent copy of values, timestamps and validity, refreshed for staleness at now.
+
+        Pass ``out`` (a previous snapshot) to reuse its arrays: no allocation per tick.
+        """
+        now = self.clock() if now_s is None else now_s
+        with self.lock:
+            self._refresh(now)
+            e2e_state = np.zeros(self.layout.n_messages, dtype=np.uint8)
+            if self._e2e_msg_index.size:
+                e2e_state[self._e2e_msg_index] = self.e2e.sm_state
+            if out is None:
+                return Snapshot(
+                    now_s=now,
+                    generation=self.generation,
+                    value=self.value.copy(),
+                    timestamp=self.timestamp.copy(),
+                    valid=self.valid.copy(),
+                    message_last_rx_s=self.last_rx_s.copy(),
+                    message_stale=self.stale.copy(),
+                    message_valid=self.message_valid.copy(),
+                    message_e2e_state=e2e_state,
+                )
+            out.now_s = now
+            out.generation = self.generation
+            np.copyto(out.value, self.value)
+            np.copyto(out.timestamp, self.timestamp)
+            np.copyto(out.valid, self.valid)
+            np.copyto(out.message_last_rx_s, self.last_rx_s)
+            np.copyto(out.message_stale, self.stale)
+            np.copyto(out.message_valid, self.message_valid)
+            np.copyto(out.message_e2e_state, e2e_state)
+            return out
+
+    def get(self, name: str, now_s: float | None = None) -> SignalReading:
+        """Value, receive time and validity (at ``now_s``) of one signal."""
+        i = self.layout.slot(name)
+        now = self.clock() if now_s is None else now_s
+        with self.lock:
+            self._refresh(now)
+            return SignalReading(float(self.value[i]), float(self.timestamp[i]), bool(self.valid[i]))
+
+    def value_of(self, name: str) -> float:
+        """Latest stored value of a signal (NaN before the first accepted frame)."""
+        return float(self.value[self.layout.slot(name)])
+
+    def age_s(self, name: str, now_s: float | None = None) -> float:
+        """Seconds since a signal (or a message) was last updated; inf if never."""
+        now = self.clock() if now_s is None else now_s
+        if name in self.layout:
+            t = float(self.timestamp[self.layout.slot(name)])
+        else:
+            t = float(self.last_rx_s[self.layout.message(name).index])
+        return math.inf if math.isnan(t) else now - t
+
+    def is_valid(self, name: str, now_s: float | None = None) -> bool:
+        return self.get(name, now_s).valid
+
+    def message_status(self, name: str, now_s: float | None = None) -> MessageStatus:
+        info = self.layout.message(name)
+        m = info.index
+        now = self.clock() if now_s is None else now_s
+        with self.lock:
+            self._refresh(now)
+            state = self.e2e.state(info.e2e_index) if info.e2e_index >= 0 else None
+            results = (
+                {s.name.lower(): int(self.e2e.status_counts[info.e2e_index, s]) for s in CheckStatus}
+                if info.e2e_index >= 0
+                else {}
+            )
+            return MessageStatus(
+                name=info.key,
+                bus=info.bus,
+                received=bool(self.received[m]),
+                last_rx_s=float(self.last_rx_s[m]),
+                stale=bool(self.stale[m]),
+                valid=bool(self.message_valid[m]),
+                e2e_state=state,
+                frames=int(self.msg_frames[m]),
+                decoded=int(self.msg_decoded[m]),
+                rejected={r: int(c) for r, c in zip(REJECT_REASONS, self.msg_rejected[m]) if c},
+                e2e_results=results,
+            )
+
+    def counters(self) -> dict[str, Any]:
+        """Frames seen / decoded / rejected by reason, per bus and in total; stale events."""
+        with self.lock:
+            total = np.zeros(2 + _N_REASONS, dtype=np.int64)
+            per_bus: dict[str, Any] = {}
+            for bus, row in self._bus_counters.items():
+                total += row
+                per_bus[bus] = _row_dict(row)
+            out = _row_dict(total)
+            out["buses"] = per_bus
+            out["stale_events"] = self.stale_events
+            out["stale_now"] = int(np.count_nonzero(self.stale))
+            out["messages_received"] = int(np.count_nonzero(self.received))
+            if len(self.e2e):
+                states = np.bincount(self.e2e.sm_state, minlength=4)
+                out["e2e_states"] = {s.name: int(states[s]) for s in SMState}
+            return out
+
+
+def _row_dict(row: npt.NDArray[np.int64]) -> dict[str, Any]:
+    return {
+        "seen": int(row[0]),
+        "decoded": int(row[1]),
+        "rejected": {r: int(c) for r, c in zip(REJECT_REASONS, row[2:])},
+    }
