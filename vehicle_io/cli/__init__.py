@@ -52,6 +52,19 @@ def _load(module_name: str) -> ModuleType:
     return importlib.import_module(module_name)
 
 
+def _unavailable(name: str, err: ImportError) -> ModuleType:
+    module = ModuleType(f"z10-unavailable-{name}")
+    reason = f"subcommand {name!r} is not available here: {err}"
+    module.HELP = f"(unavailable: {err})"  # type: ignore[attr-defined]
+    module.add_arguments = lambda parser: parser.add_argument("rest", nargs=argparse.REMAINDER)  # type: ignore[attr-defined]
+
+    def run(args: argparse.Namespace) -> int:
+        raise VehicleIoError(reason)
+
+    module.run = run  # type: ignore[attr-defined]
+    return module
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = argparse.ArgumentParser(
         prog="z10",
@@ -65,9 +78,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
         try:
             module = _load(module_name)
         except ImportError as err:
-            # A plug-in whose dependencies are missing must not take the tool down.
-            print(f"warning: subcommand {name!r} unavailable: {err}", file=sys.stderr)
-            continue
+            # A plug-in whose dependencies are missing must not take the tool down: it is
+            # listed as unavailable and says why only when someone asks for it.
+            module = _unavailable(name, err)
         cmd_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd_parser)
         modules[name] = module

@@ -1,0 +1,56 @@
+"""`z10 decode`: candump lines in, cantools-equal values out, bad lines reported not fatal."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vehicle_io import cli, load_database
+
+
+def _lines() -> list[str]:
+    db = load_database()
+    soc = db.get_message_by_name("CBC_CompartmentWeights")
+    data = soc.encode({f"CBC_Weight{i}": 12.5 * i for i in range(1, 7)})
+    cells = db.get_message_by_name("BMS_CellVoltages")
+    mux = next(s for s in cells.signals if s.is_multiplexer)
+    page0 = {s.name: 3.7 for s in cells.signals if s.multiplexer_ids and 0 in s.multiplexer_ids}
+    cell_data = cells.encode({mux.name: 0, **page0}, strict=False)
+    return [
+        f"(1.000000) body {soc.frame_id:03X}#{data.hex().upper()}",
+        "this is not a frame",
+        f"(2.000000) pt {cells.frame_id:03X}#{cell_data.hex().upper()}",
+        "(3.000000) pt 3FF#00",
+        f"(4.000000) body {soc.frame_id:03X}#0011",
+    ]
+
+
+def test_json_output_matches_cantools(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(_lines()) + "\n"))
+    assert cli.main(["decode", "--json"]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    db = load_database()
+    assert [r["message"] for r in records] == ["CBC_CompartmentWeights", "BMS_CellVoltages"]
+    for record, line in zip(records, (_lines()[0], _lines()[2])):
+        can_id, payload = line.split()[-1].split("#")
+        expected = db.decode_message(int(can_id, 16), bytes.fromhex(payload), decode_choices=False)
+        got = {k: v for k, v in record["signals"].items() if v is not None}
+        assert got == pytest.approx({k: float(v) for k, v in expected.items()})
+    assert "<stdin>:2: expected '(SECS) IFACE ID#DATA'" in captured.err
+    assert "<stdin>:5: frame shorter than its message needs" in captured.err
+    assert "5 frames" not in captured.err and "4 frames: 2 decoded, 1 unknown id, 1 too short" in captured.err
+
+
+def test_text_output_as_subprocess() -> None:
+    result = subprocess.run([sys.executable, "-m", "vehicle_io", "decode", "--single-line"],
+                            input="\n".join(_lines()) + "\n", capture_output=True, text=True, check=True)
+    out = result.stdout.splitlines()
+    assert out[0].endswith("CBC_CompartmentWeights(CBC_Weight1: 12.5 kg, CBC_Weight2: 25.0 kg, CBC_Weight3: "
+                           "37.5 kg, CBC_Weight4: 50.0 kg, CBC_Weight5: 62.5 kg, CBC_Weight6: 75.0 kg)")
+    assert out[2] == "(3.000000) pt 3FF#00"  # unknown ids are echoed, as cantools decode does
+    assert "BMS_CellVoltage001: 3.7 V" in out[1]
