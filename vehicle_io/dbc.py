@@ -34,7 +34,7 @@ __all__ = [
     "E2E_CRC_LENGTH",
     "E2E_CRC_START_BIT",
     "DbcFile",
-    "E2ESpec",
+    "E2EAttributes",
     "attribute_value",
     "bundled_dbc_dir",
     "bundled_dbc_paths",
@@ -507,7 +507,7 @@ def cycle_time_s(message: Message) -> float | None:
 
 
 @dataclass(frozen=True)
-class E2ESpec:
+class E2EAttributes:
     """Z10-P1 protection of one message: data id and the names of its counter and CRC."""
 
     data_id: int
@@ -552,7 +552,7 @@ def _check_e2e_signal(
         )
 
 
-def e2e_spec(message: Message) -> E2ESpec | None:
+def e2e_spec(message: Message) -> E2EAttributes | None:
     """The Z10-P1 protection of ``message``, or None if it is not safety-relevant.
 
     Raises :class:`DbcError` when a message marked ``SafetyRelevant`` lacks its
@@ -592,4 +592,4 @@ def e2e_spec(message: Message) -> E2ESpec | None:
     counter, crc = roles["Counter"][0], roles["CRC"][0]
     _check_e2e_signal(message, crc, "CRC", E2E_CRC_START_BIT, E2E_CRC_LENGTH)
     _check_e2e_signal(message, counter, "Counter", E2E_COUNTER_START_BIT, E2E_COUNTER_LENGTH)
-    return E2ESpec(data_id, counter.name, crc.name, message.length)
+    return E2EAttributes(data_id, counter.name, crc.name, message.length)

@@ -15,7 +15,7 @@ import vehicle_io
 from vehicle_io import DbcError, load_database
 from vehicle_io import dbc as dbc_mod
 from vehicle_io.dbc import (
-    E2ESpec,
+    E2EAttributes,
     attribute_value,
     bundled_dbc_dir,
     bundled_dbc_paths,
@@ -256,7 +256,7 @@ def test_attribute_value_applies_defaults_and_enum_names() -> None:
 def test_e2e_spec_of_bundled_messages() -> None:
     db = load_database()
     spec = e2e_spec(db.get_message_by_name("GW_BrakeCommand"))
-    assert spec == E2ESpec(0x0101, "GW_BrakeCommand_Counter", "GW_BrakeCommand_CRC", 8)
+    assert spec == E2EAttributes(0x0101, "GW_BrakeCommand_Counter", "GW_BrakeCommand_CRC", 8)
     assert spec.data_id_bytes == b"\x01\x01"
     assert e2e_spec(db.get_message_by_name("ADC_Command")).length == 64
     assert e2e_spec(db.get_message_by_name("BMS_CellVoltages")) is None
