@@ -689,7 +689,7 @@ class Gateway:
         c = self.counters()
         rejected_total = sum(c["rejected"].values())
         lines = [
-            f"gateway: {len(self._buses)} bus(es), {c['seen']} frames seen, {c['decoded']} decoded, "
+            f"gateway: {len(c['buses'])} bus(es), {c['seen']} frames seen, {c['decoded']} decoded, "
             f"{rejected_total} rejected"
         ]
         for bus, row in sorted(c["buses"].items()):
