@@ -844,25 +844,20 @@ class Channel:
 
         Runs on the clock's thread/driver after the frame's receivers got it; must not block.
         """
-        with self.clock.lock:
-            self._frame_observers.append(fn)
-
-        def remove() -> None:
-            with self.clock.lock:
-                if fn in self._frame_observers:
-                    self._frame_observers.remove(fn)
-
-        return remove
+        return self._subscribe(self._frame_observers, fn)
 
     def add_event_observer(self, fn: EventObserver) -> Callable[[], None]:
         """Call ``fn(BusEvent)`` for every bus event; returns an unsubscribe."""
+        return self._subscribe(self._event_observers, fn)
+
+    def _subscribe(self, observers: list[Any], fn: Any) -> Callable[[], None]:
         with self.clock.lock:
-            self._event_observers.append(fn)
+            observers.append(fn)
 
         def remove() -> None:
             with self.clock.lock:
-                if fn in self._event_observers:
-                    self._event_observers.remove(fn)
+                if fn in observers:
+                    observers.remove(fn)
 
         return remove
 
