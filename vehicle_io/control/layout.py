@@ -64,6 +64,9 @@ WATCHED_MESSAGES: tuple[tuple[str, str], ...] = (
 #: Input field -> DBC signal (physical value, DBC unit; the kernel converts units).
 INPUT_SIGNALS: tuple[tuple[str, str], ...] = (
     ("adc_estop", "ADC_EStop"),
+    ("adc_remote_estop", "ADC_RemoteEStop"),
+    ("adc_reset_request", "ADC_FaultResetRequest"),
+    ("vcu_physical_estop", "VCU_PhysicalEStop"),
     ("adc_control_request", "ADC_ControlRequest"),
     ("adc_mode_request", "ADC_ModeRequest"),
     ("adc_gear_request", "ADC_GearRequest"),
@@ -122,8 +125,8 @@ INPUT_SIGNALS: tuple[tuple[str, str], ...] = (
     ("cbc_payload_kg", "CBC_TotalPayload"),
 )
 
-#: Inputs that are not DBC signals: set by the loop wrapper (time) or by the operator API
-#: (remote / physical e-stop and the explicit reset have no DBC signal yet).
+#: Inputs that are not DBC signals: set by the loop wrapper (time), and the e-stop and reset
+#: inputs the wrapper ORs from their DBC signals and the bench operator's API.
 EXTRA_INPUTS: tuple[str, ...] = ("t_s", "dt_s", "estop_remote", "estop_physical", "reset_request")
 
 INPUT_FIELDS: tuple[str, ...] = (
@@ -223,23 +226,23 @@ INTERLOCKS: tuple[Interlock, ...] = (
               ("pedal_override_pct",), "disengage"),
     Interlock("epb_applied", "ILK_EPB_APPLIED", 0xC10014, "GW_IlkEpbApplied", "no",
               "EPB not released -> no propulsion", (), "no propulsion"),
-    Interlock("plausibility", "ILK_SPEED_PLAUSIBILITY", 0xC10015, None,
+    Interlock("plausibility", "ILK_SPEED_PLAUSIBILITY", 0xC10015, "GW_IlkPlausibility",
               "latched; reset at standstill by request",
               "|wheel speed - motor speed| > max(plaus_abs_mps, plaus_rel * speed) for plaus_time_s -> "
               "no propulsion, safe stop", ("plaus_abs_mps", "plaus_rel", "plaus_time_s"),
               "safe stop"),
-    Interlock("degraded", "ILK_DEGRADED", 0xC10016, None, "no",
+    Interlock("degraded", "ILK_DEGRADED", 0xC10016, "GW_IlkDegraded", "no",
               "BMS_Limits, MCU_Power, cell statistics or BMS_Status stale/invalid -> limp limits "
               "(limp_power_kw, limp_speed_mps, no regen)", ("limp_power_kw", "limp_speed_mps"), "degrade"),
-    Interlock("battery_derate", "ILK_BATTERY_DERATE", 0xC10017, None, "no",
+    Interlock("battery_derate", "ILK_BATTERY_DERATE", 0xC10017, "GW_IlkBatteryDerate", "no",
               "cell V >= cell_ov_derate_v or <= cell_uv_derate_v, T >= cell_ot_derate_degc, isolation "
               "< iso_warn_kohm or Warning, BMS level 1 -> torque/power x derate_factor, speed <= derate_speed_mps",
               ("cell_ov_derate_v", "cell_uv_derate_v", "cell_ot_derate_degc", "iso_warn_kohm", "derate_factor"),
               "derate"),
-    Interlock("unlock_refused", "ILK_UNLOCK_REFUSED", 0xC10018, None, "no",
+    Interlock("unlock_refused", "ILK_UNLOCK_REFUSED", 0xC10018, "GW_IlkUnlockRefused", "no",
               "unlock requested away from standstill or not in P -> refused (lock kept)",
               ("standstill_speed_mps",), "refuse unlock"),
-    Interlock("hv_open", "ILK_HV_OPEN_REQUEST", 0xC10019, None, "latched with bms_fault",
+    Interlock("hv_open", "ILK_HV_OPEN_REQUEST", 0xC10019, "GW_IlkHvOpen", "latched with bms_fault",
               "contactor opening requested (bms_fault at standstill, or critical)", (), "open contactors"),
 )
 INTERLOCK_NAMES: tuple[str, ...] = tuple(i.name for i in INTERLOCKS)
@@ -428,7 +431,8 @@ def new_inputs() -> npt.NDArray[np.void]:
 #: aboard, autonomy requesting control: input values (DBC units) for tests, benchmarks and
 #: simulator defaults. Every message valid on top of these is the nominal input record.
 _HEALTHY: dict[str, float] = {
-    "adc_estop": 0, "adc_control_request": 1, "adc_mode_request": 1, "adc_gear_request": 3,
+    "adc_estop": 0, "adc_remote_estop": 0, "adc_reset_request": 0, "vcu_physical_estop": 0,
+    "adc_control_request": 1, "adc_mode_request": 1, "adc_gear_request": 3,
     "adc_epb_request": 0, "adc_target_speed_mps": 0.0, "adc_target_accel_mps2": 0.0,
     "adc_steer_angle_deg": 0.0, "adc_steer_rate_limit_degps": 0.0, "adc_state": 2,
     "vcu_ready": 1, "vcu_standstill": 1, "vcu_brake_pedal_pressed": 0, "vcu_driver_present": 0,

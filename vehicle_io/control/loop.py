@@ -186,7 +186,7 @@ class ControlLoop:
 
     # ------------------------------------------------------------------ operator inputs
     def set_estop(self, source: str, active: bool) -> None:
-        """Remote or physical e-stop input (no DBC signal carries them yet)."""
+        """Remote or physical e-stop from the bench operator, OR-ed with the DBC e-stop signals."""
         if source not in self._estop:
             raise ValueError(f"set_estop: expected a source in {ESTOP_SOURCES}, but got {source!r}")
         self._estop[source] = bool(active)
@@ -212,9 +212,10 @@ class ControlLoop:
         dt = now - self._last_t if self._last_t is not None else self.period_s
         inp["dt_s"] = dt if 0.0 < dt <= 0.1 else self.period_s
         self._last_t = now
-        inp["estop_remote"] = 1.0 if self._estop["remote"] else 0.0
-        inp["estop_physical"] = 1.0 if self._estop["physical"] else 0.0
-        inp["reset_request"] = 1.0 if self._reset_pending else 0.0
+        # The operator API and the DBC signals are OR-ed; a never-received signal is NaN.
+        inp["estop_remote"] = 1.0 if self._estop["remote"] or inp["adc_remote_estop"] >= 0.5 else 0.0
+        inp["estop_physical"] = 1.0 if self._estop["physical"] or inp["vcu_physical_estop"] >= 0.5 else 0.0
+        inp["reset_request"] = 1.0 if self._reset_pending or inp["adc_reset_request"] >= 0.5 else 0.0
         self._reset_pending = False
         self._k.step(self.state, inp, self.outputs, self.thr)
         self.counters["ticks"] += 1
@@ -262,6 +263,7 @@ class ControlLoop:
             "GW_EpbRequest": int(y["epb_request"]),
             "GW_DriveModeRequest": int(y["drive_mode_request"]),
             "GW_SpeedLimit": _fit(float(y["speed_limit_kph"]), 0.0, 120.0),
+            "GW_HvContactorOpenRequest": int(y["hv_open_request"]),
         }
         brake = {
             "GW_BrakeCommand_CRC": 0, "GW_BrakeCommand_Counter": 0,

@@ -350,3 +350,30 @@ def test_docs_table_matches_the_code() -> None:
         assert ilk.prop in text, ilk.code
     for f in fields(thr):
         assert f"| `{f.name}` | {getattr(thr, f.name):g} |" in text, f.name
+
+
+@pytest.mark.parametrize("field", ["adc_remote_estop", "vcu_physical_estop"])
+def test_estop_signals_on_the_bus_latch_and_reset_by_bus_request(rig, db, field) -> None:
+    for bus in BUSES:
+        rig["gate"].arm(bus)
+    loop = make_loop(rig)
+    rest = RestBus(rig["gw"], rig["db"])
+    run(rig, loop, rest, 10)
+    assert loop.outputs[0]["control_allowed"] == 1
+    rest.values[field] = 1
+    run(rig, loop, rest, 3)
+    assert loop.outputs[0]["estop_active"] == 1 and loop.outputs[0]["torque_nm"] <= 0.0
+    rest.values[field] = 0
+    run(rig, loop, rest, 5)
+    assert loop.outputs[0]["estop_active"] == 1  # latched after the source is released
+
+    def last_status() -> dict:
+        frames = [f for f in drain(rig["probes"]["ads"]) if f.arbitration_id == 0x60]
+        return db.decode_message(frames[-1].arbitration_id, bytes(frames[-1].data), decode_choices=False)
+
+    latched = last_status()
+    assert latched["GW_EStopActive"] == 1 and latched["GW_IlkEStop"] == 1
+    rest.values["adc_reset_request"] = 1
+    run(rig, loop, rest, 3)
+    assert loop.outputs[0]["estop_active"] == 0  # standstill + explicit request edge
+    assert last_status()["GW_EStopActive"] == 0
