@@ -1,0 +1,570 @@
+"""Rest-bus simulation: the base class of every simulated Z10 ECU.
+
+A :class:`SimEcu` is one node on its bus (a hilbus endpoint named after the DBC sender). It
+sends every DBC message whose sender is that node at the message's ``GenMsgCycleTime`` on bus
+time, filling alive counter and CRC (Z10-P1) into safety-relevant frames, encoded with the
+project codec. It receives its command messages, checks them like a real ECU does (Z10-P1
+receiver: CRC, counter, state machine; acts only in VALID) and turns them into actuator inputs
+of the van through a small :class:`VanView` interface, so an ECU never knows the plant model.
+
+Subclasses fill two hooks: :meth:`SimEcu.signals` (values of one message now) and
+:meth:`SimEcu.on_command` (a valid command arrived); multiplexed messages use
+:meth:`SimEcu.pages`. Everything else (schedule, counters, CRC, faults, supervision) lives here.
+
+ECU faults (:class:`EcuFault`) model the ECU's own software misbehaving and act where the
+frame is made: ``silence`` (no frames), ``slow`` (cycle time x ``factor``), ``override``
+(a signal sends ``value``), ``counter_freeze`` (alive counter stops, CRC still right) and
+``bad_crc`` (CRC byte wrong). Wire and controller faults (drop, corrupt_wire, cut_off, babble,
+...) stay with the bus: :meth:`hil.bus.Channel.add_fault`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import can
+import numpy as np
+import numpy.typing as npt
+
+from hil.bus.channel import Channel, Endpoint
+from hil.bus.clock import PS_PER_S, Clock, TimerHandle, seconds_to_ps
+from hil.bus.errors import HilBusError
+from vehicle_io.codec import BatchEncoder
+from vehicle_io.dbc import cycle_time_s
+from vehicle_io.e2e import COUNTER_MODULO, CheckStatus, E2EReceiver, E2ESpec, SMState, e2e_crc
+from vehicle_io.errors import CodecError, VehicleIoError
+
+LOG = logging.getLogger(__name__)
+
+__all__ = [
+    "ECU_FAULT_ACTIONS",
+    "EcuConfigError",
+    "EcuFault",
+    "EcuStats",
+    "SimEcu",
+    "VanView",
+]
+
+#: Every action an :class:`EcuFault` may name.
+ECU_FAULT_ACTIONS: tuple[str, ...] = ("silence", "slow", "override", "counter_freeze", "bad_crc")
+
+
+#: An acceptance filter no Z10 frame passes (the reserved extended id 0x1FFFFFFF).
+_ACCEPT_NOTHING = [{"can_id": 0x1FFFFFFF, "can_mask": 0x1FFFFFFF, "extended": True}]
+
+
+class EcuConfigError(VehicleIoError, ValueError):
+    """A simulated ECU, its fault or its plan is not usable as given."""
+
+
+class VanView(Protocol):
+    """What a simulated ECU sees of the van: named physical quantities and actuator inputs.
+
+    Names and units are those of :mod:`hil.plant` (``speed_mps``, ``pack_voltage_v``, ...;
+    inputs ``motor_torque_request_nm``, ``gear_request``, ...). :class:`hil.ecus.van.PlantVan`
+    adapts :class:`hil.plant.model.Van`; tests may pass any object with these methods.
+    """
+
+    n_compartments: int
+
+    def read(self, name: str) -> float:
+        """The present value of output ``name``."""
+
+    def param(self, name: str) -> float:
+        """A van parameter (e.g. ``brake_pressure_max_bar``)."""
+
+    def command(self, **inputs: float) -> None:
+        """Set van inputs (held until changed)."""
+
+    def command_compartment(self, number: int, **inputs: float) -> None:
+        """Set inputs of compartment ``number`` (1-based)."""
+
+    def compartment(self, number: int) -> Mapping[str, float]:
+        """State of compartment ``number``: door_open, lock_state, weight_kg, temp_c."""
+
+    def cell_voltages_v(self) -> npt.NDArray[np.float64]:
+        """Cell voltages as the BMS measures them, index 0 = cell 1."""
+
+    def sensor_temps_c(self) -> npt.NDArray[np.float64]:
+        """Cell temperature sensor readings, index 0 = sensor 1."""
+
+
+@dataclass
+class EcuFault:
+    """One ECU fault over the window ``[t0_s, t1_s)``, seconds since the ECU started.
+
+    ``message`` limits it to one of the ECU's messages (None: every message; for
+    ``override`` the message that carries ``signal``).
+    """
+
+    action: str
+    message: str | None = None
+    signal: str | None = None
+    value: float | None = None
+    factor: float = 1.0
+    t0_s: float = 0.0
+    t1_s: float = math.inf
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in ECU_FAULT_ACTIONS:
+            raise EcuConfigError(f"ECU fault: expected an action in {', '.join(ECU_FAULT_ACTIONS)}, but got {self.action!r}")
+        if not 0.0 <= self.t0_s <= self.t1_s:
+            raise EcuConfigError(f"ECU fault window: expected 0 <= t0_s <= t1_s, but got [{self.t0_s}, {self.t1_s})")
+        if self.action == "slow" and not (math.isfinite(self.factor) and self.factor > 0):
+            raise EcuConfigError(f"ECU fault 'slow': expected a factor > 0, but got {self.factor!r}")
+        if self.action == "override":
+            if not self.signal:
+                raise EcuConfigError("ECU fault 'override': expected a 'signal', but got none")
+            if self.value is None or not math.isfinite(float(self.value)):
+                raise EcuConfigError(f"ECU fault 'override': expected a finite 'value', but got {self.value!r}")
+        if not self.name:
+            target = self.signal or self.message or "all"
+            self.name = f"{self.action}@{target}"
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> EcuFault:
+        """A fault from plain data (a scenario's TOML table); ``node`` is allowed and ignored."""
+        if not isinstance(spec, Mapping):
+            raise EcuConfigError(f"ECU fault: expected a table of fields, but got {type(spec).__name__}")
+        known = {"action", "message", "signal", "value", "factor", "t0_s", "t1_s", "name", "node"}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise EcuConfigError(f"ECU fault: unknown field {unknown[0]!r} (expected one of {', '.join(sorted(known))})")
+        kwargs = {k: v for k, v in spec.items() if k != "node"}
+        for key in ("value", "factor", "t0_s", "t1_s"):
+            if key in kwargs and kwargs[key] is not None:
+                try:
+                    kwargs[key] = float(kwargs[key])
+                except (TypeError, ValueError):
+                    raise EcuConfigError(f"ECU fault field {key!r}: expected a number, but got {kwargs[key]!r}") from None
+        if "action" not in kwargs:
+            raise EcuConfigError("ECU fault: expected an 'action', but got none")
+        return cls(**kwargs)
+
+    def active(self, t_s: float) -> bool:
+        return self.t0_s <= t_s < self.t1_s
+
+
+@dataclass
+class EcuStats:
+    """Counters of one simulated ECU."""
+
+    frames_sent: int = 0  # accepted by the controller
+    frames_suppressed: int = 0  # silenced by an ECU fault
+    send_refused: int = 0  # the controller refused (bus-off, full queue)
+    commands_accepted: int = 0
+    commands_rejected: int = 0  # E2E not OK / not VALID, or too short
+    commands_lost: int = 0  # supervision timeouts
+    sent_by_message: dict[str, int] = field(default_factory=dict)
+
+
+class _Tx:
+    """Send state of one DBC message."""
+
+    __slots__ = ("message", "name", "period_ps", "spec", "frame_id", "is_fd", "is_ext", "endpoint",
+                 "counter", "next_ps", "handle", "pages", "bounds", "mux_name", "last", "sent", "n_values", "resting")
+
+    def __init__(self, message: Any, period_s: float, endpoint: Endpoint) -> None:
+        self.message = message
+        self.name: str = message.name
+        self.period_ps = seconds_to_ps(period_s)
+        self.spec = E2ESpec.from_message(message)
+        self.frame_id: int = message.frame_id
+        self.is_ext: bool = bool(message.is_extended_frame)
+        self.is_fd: bool = bool(message.is_fd)
+        self.endpoint = endpoint
+        self.counter = 0
+        self.next_ps = 0
+        self.handle: TimerHandle | None = None
+        # (values, payload) per page of the last frame: a value set already encoded is reused
+        self.last: dict[int, tuple[dict[str, float], bytes]] = {}
+        self.sent = 0
+        self.mux_name: str | None = next((s.name for s in message.signals if s.is_multiplexer), None)
+        # DBC ranges of the value signals: a real ECU saturates a quantity at its signal range.
+        self.bounds: dict[str, tuple[float, float]] = {
+            s.name: (-math.inf if s.minimum is None else float(s.minimum), math.inf if s.maximum is None else float(s.maximum))
+            for s in message.signals
+        }
+        self.pages: dict[int, frozenset[str]] = {}
+        for s in message.signals:
+            for mux in s.multiplexer_ids or ():
+                self.pages[int(mux)] = self.pages.get(int(mux), frozenset()) | {s.name}
+        e2e = set() if self.spec is None else {self.spec.counter_signal, self.spec.crc_signal}
+        plain = [s.name for s in message.signals if not s.multiplexer_ids and s.name not in e2e]
+        # How many values a complete hook result has, per page (key 0 without multiplexing).
+        if self.pages:
+            self.n_values = {page: len(plain) + len(names) for page, names in self.pages.items()}
+        else:
+            self.n_values = {0: len(plain)}
+        self.resting: dict[str, float] = {s.name: _resting(s) for s in message.signals}
+
+
+def _resting(signal: Any) -> float:
+    """The value an ECU sends for a signal it has no model for: the DBC start value, else 0,
+    inside the signal's range."""
+    raw = getattr(signal, "raw_initial", None)
+    value = 0.0 if raw is None else float(raw) * float(signal.scale) + float(signal.offset)
+    lo = -math.inf if signal.minimum is None else float(signal.minimum)
+    hi = math.inf if signal.maximum is None else float(signal.maximum)
+    return min(max(value, lo), hi)
+
+
+class _Rx:
+    """Receive state of one command message."""
+
+    __slots__ = ("message", "name", "spec", "receiver", "timeout_ps", "last_ok_ps", "lost", "values")
+
+    def __init__(self, message: Any, timeout_s: float) -> None:
+        self.message = message
+        self.name: str = message.name
+        self.spec = E2ESpec.from_message(message)
+        self.receiver = E2EReceiver(self.spec) if self.spec is not None else None
+        self.timeout_ps = seconds_to_ps(timeout_s)
+        self.last_ok_ps: int | None = None
+        self.lost = True
+        self.values: dict[str, float] | None = None
+
+
+class SimEcu:
+    """A simulated ECU: one node on one bus of the rig (see the module docstring).
+
+    Subclasses set ``NODE`` (the DBC sender name) and ``COMMANDS`` (message names it acts on)
+    and implement :meth:`signals` / :meth:`pages` and :meth:`on_command`.
+    ``COMMAND_TIMEOUT_CYCLES`` cycle times without a valid command count as command loss
+    (:meth:`on_command_lost`).
+    """
+
+    NODE: ClassVar[str] = ""
+    COMMANDS: ClassVar[tuple[str, ...]] = ()
+    COMMAND_TIMEOUT_CYCLES: ClassVar[float] = 10.0
+
+    def __init__(
+        self,
+        db: Any,
+        van: VanView,
+        channels: Mapping[str, Channel],
+        clock: Clock,
+        *,
+        seed: int = 0,
+        encoder: BatchEncoder | None = None,
+    ) -> None:
+        if not self.NODE:
+            raise EcuConfigError(f"{type(self).__name__}: expected a NODE name, but got none")
+        self.node = self.NODE
+        self.db = db
+        self.van = van
+        self.clock = clock
+        self.encoder = encoder if encoder is not None else BatchEncoder(db)
+        self._stats = EcuStats()
+        #: Signals of this ECU's messages that its hooks do not provide (DBC newer than the model).
+        self.unmodelled: set[str] = set()
+        self.faults: list[EcuFault] = []
+        self._rng = random.Random(f"hil.ecus:{seed}:{self.node}")
+        self._started = False
+        self._closed = False
+        self._supervise_handle: TimerHandle | None = None
+        self.t0_ps = 0  # start time: hook times and fault windows count from here
+        own = sorted((m for m in db.messages if self.node in (m.senders or ()) and cycle_time_s(m)), key=lambda m: m.frame_id)
+        if not own:
+            raise EcuConfigError(f"ECU {self.node}: expected cyclic DBC messages sent by {self.node}, but found none")
+        self.endpoints: dict[str, Endpoint] = {}
+        self._tx: dict[str, _Tx] = {}
+        self._rx: dict[int, _Rx] = {}
+        try:
+            commands = [db.get_message_by_name(name) for name in self.COMMANDS]
+        except KeyError as err:
+            raise EcuConfigError(f"ECU {self.node}: expected command message {err.args[0]!r} in the DBC, but it is missing") from None
+        buses = sorted({m.bus_name for m in own} | {m.bus_name for m in commands})
+        try:
+            for bus in buses:
+                if bus not in channels:
+                    raise EcuConfigError(f"ECU {self.node}: expected a channel for bus {bus!r}, but the rig has {sorted(channels)}")
+                self.endpoints[bus] = channels[bus].attach(node=self.node, on_frame=self._on_frame)
+            for m in own:
+                self._tx[m.name] = _Tx(m, float(cycle_time_s(m)), self.endpoints[m.bus_name])
+            for m in commands:
+                period = cycle_time_s(m) or 0.1
+                self._rx[m.frame_id] = _Rx(m, self.COMMAND_TIMEOUT_CYCLES * period)
+            for bus, endpoint in self.endpoints.items():
+                # The controller's acceptance filter: only the commands reach the ECU (the bus
+                # then builds no message for the other frames, which is most of them).
+                wanted = [m for m in commands if m.bus_name == bus]
+                endpoint.set_filters(
+                    [{"can_id": m.frame_id, "can_mask": 0x1FFFFFFF if m.is_extended_frame else 0x7FF,
+                      "extended": bool(m.is_extended_frame)} for m in wanted]
+                    or _ACCEPT_NOTHING
+                )
+        except BaseException:
+            self.close()
+            raise
+        self._supervise_ps = min((r.timeout_ps for r in self._rx.values()), default=0) // int(self.COMMAND_TIMEOUT_CYCLES or 1)
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def signals(self, message: str, t_s: float) -> dict[str, float]:
+        """Physical values of ``message`` now (counter and CRC are filled in by the base)."""
+        raise NotImplementedError(f"{type(self).__name__} sends {message} but defines no signals() for it")
+
+    def pages(self, message: str, t_s: float) -> list[dict[str, float]]:
+        """The frames of multiplexed ``message`` this cycle, each with its multiplexer value."""
+        raise NotImplementedError(f"{type(self).__name__} sends multiplexed {message} but defines no pages() for it")
+
+    def on_command(self, message: str, values: Mapping[str, float], t_s: float) -> None:
+        """A command frame passed the E2E check (state VALID): act on it."""
+
+    def on_command_lost(self, message: str, t_s: float) -> None:
+        """No valid ``message`` for ``COMMAND_TIMEOUT_CYCLES`` cycles: fall back to safe inputs."""
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> EcuStats:
+        """The ECU's counters, up to date."""
+        st = self._stats
+        st.sent_by_message = {tx.name: tx.sent for tx in self._tx.values()}
+        st.frames_sent = sum(st.sent_by_message.values())
+        return st
+
+    @property
+    def messages(self) -> list[str]:
+        """Names of the messages this ECU sends."""
+        return list(self._tx)
+
+    def command_valid(self, message: str) -> bool:
+        """True while ``message`` arrives E2E-valid within its timeout."""
+        for rx in self._rx.values():
+            if rx.name == message:
+                return not rx.lost
+        raise EcuConfigError(f"ECU {self.node}: expected one of its commands {list(self.COMMANDS)}, but got {message!r}")
+
+    def last_command(self, message: str) -> dict[str, float] | None:
+        """The values of the last valid ``message`` (None before the first, or after loss)."""
+        for rx in self._rx.values():
+            if rx.name == message:
+                return None if rx.lost else rx.values
+        raise EcuConfigError(f"ECU {self.node}: expected one of its commands {list(self.COMMANDS)}, but got {message!r}")
+
+    def add_fault(self, fault: EcuFault | Mapping[str, Any]) -> EcuFault:
+        """Add an ECU fault (an :class:`EcuFault` or a dict for :meth:`EcuFault.from_dict`)."""
+        if not isinstance(fault, EcuFault):
+            fault = EcuFault.from_dict(fault)
+        if fault.message is not None and fault.message not in self._tx:
+            raise EcuConfigError(f"ECU {self.node} fault: expected one of its messages {list(self._tx)}, but got {fault.message!r}")
+        if fault.action == "override":
+            carriers = [t.name for t in self._tx.values() if fault.signal in t.bounds]
+            if not carriers or (fault.message is not None and fault.message not in carriers):
+                raise EcuConfigError(
+                    f"ECU {self.node} fault 'override': expected a signal of {fault.message or 'its messages'}, "
+                    f"but got {fault.signal!r}"
+                )
+        self.faults.append(fault)
+        return fault
+
+    def remove_fault(self, fault: EcuFault) -> None:
+        if fault in self.faults:
+            self.faults.remove(fault)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def start(self) -> None:
+        """Schedule every message; each starts at a seeded phase within its first cycle."""
+        if self._started:
+            return
+        self._started = True
+        now = self.clock.now_ps()
+        self.t0_ps = now
+        with self.clock.lock:
+            for tx in self._tx.values():
+                # Power-up: every task starts within its first cycle (seeded, so reproducible).
+                tx.counter = self._rng.randrange(COUNTER_MODULO)
+                tx.next_ps = now + self._rng.randrange(max(1, tx.period_ps))
+                tx.handle = self.clock.call_at_ps(tx.next_ps, self._fire, tx)
+            if self._rx and self._supervise_ps > 0:
+                self._supervise_handle = self.clock.call_at_ps(now + self._supervise_ps, self._supervise)
+
+    def close(self) -> None:
+        """Stop sending and detach from the buses; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        for tx in self._tx.values():
+            if tx.handle is not None:
+                tx.handle.cancel()
+                tx.handle = None
+        if self._supervise_handle is not None:
+            self._supervise_handle.cancel()
+            self._supervise_handle = None
+        for endpoint in self.endpoints.values():
+            endpoint.close()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _fault_state(self, tx: _Tx, t_s: float) -> tuple[bool, float, dict[str, float], bool, bool]:
+        silent, factor, overrides, freeze, bad = False, 1.0, {}, False, False
+        for f in self.faults:
+            if not f.active(t_s) or (f.message is not None and f.message != tx.name):
+                continue
+            action = f.action
+            if action == "silence":
+                silent = True
+            elif action == "slow":
+                factor *= f.factor
+            elif action == "override":
+                if f.signal in tx.bounds:
+                    overrides[f.signal] = float(f.value)  # type: ignore[arg-type]
+            elif action == "counter_freeze":
+                freeze = True
+            else:
+                bad = True
+        return silent, factor, overrides, freeze, bad
+
+    def _fire(self, tx: _Tx) -> None:
+        tx.handle = None
+        if self._closed:
+            return
+        t_s = (tx.next_ps - self.t0_ps) / PS_PER_S
+        if self.faults:
+            silent, factor, overrides, freeze, bad = self._fault_state(tx, t_s)
+        else:
+            silent, factor, overrides, freeze, bad = False, 1.0, None, False, False
+        if silent:
+            self._stats.frames_suppressed += 1
+        else:
+            self._send(tx, t_s, overrides, freeze, bad)
+        tx.next_ps += tx.period_ps if factor == 1.0 else round(tx.period_ps * factor)
+        tx.handle = self.clock.call_at_ps(tx.next_ps, self._fire, tx)
+
+    def _payloads(self, tx: _Tx, t_s: float, overrides: dict[str, float] | None) -> list[bytes]:
+        encode = self.encoder.encode_one
+        if tx.mux_name is None:
+            rows = [self.signals(tx.name, t_s)]
+        else:
+            rows = self.pages(tx.name, t_s)
+        out = []
+        for values in rows:
+            if overrides:
+                page = tx.pages.get(int(values[tx.mux_name])) if tx.mux_name is not None else None
+                for name, value in overrides.items():
+                    if page is None or name in page:
+                        values[name] = value
+            key = 0 if tx.mux_name is None else int(values[tx.mux_name])
+            if len(values) != tx.n_values.get(key, -1):
+                self._fill_unmodelled(tx, key, values)
+            if tx.spec is not None:
+                # Placeholders: _send fills the counter and the CRC into the encoded frame.
+                values[tx.spec.counter_signal] = 0
+                values[tx.spec.crc_signal] = 0
+            last = tx.last.get(key)
+            if last is not None and last[0] == values:
+                out.append(last[1])
+                continue
+            try:
+                payload = encode(tx.name, **values)
+            except CodecError:
+                # Out of its DBC range (or NaN): a real ECU saturates the quantity at the
+                # signal's range. Checking only after the codec refused keeps the common case cheap.
+                self._fill_unmodelled(tx, key, values)  # names a signal the DBC does not have
+                for name, value in values.items():
+                    lo, hi = tx.bounds[name]
+                    if value < lo:
+                        values[name] = lo
+                    elif value > hi:
+                        values[name] = hi
+                    elif value != value:
+                        values[name] = lo if lo > -math.inf else 0.0
+                payload = encode(tx.name, **values)
+            tx.last[key] = (values, payload)
+            out.append(payload)
+        return out
+
+    def _fill_unmodelled(self, tx: _Tx, key: int, values: dict[str, float]) -> None:
+        """Complete a hook result the DBC has outgrown with resting values (reported once)."""
+        names = tx.pages.get(key, frozenset()) if tx.mux_name is not None else frozenset()
+        e2e = () if tx.spec is None else (tx.spec.counter_signal, tx.spec.crc_signal)
+        for sig in tx.message.signals:
+            name = sig.name
+            if name in values or name in e2e or (sig.multiplexer_ids and name not in names):
+                continue
+            values[name] = tx.resting[name]
+            if name not in self.unmodelled:
+                self.unmodelled.add(name)
+                LOG.warning("ECU %s: no model for %s.%s; sending its resting value %g",
+                            self.node, tx.name, name, tx.resting[name])
+        unknown = [name for name in values if name not in tx.resting]
+        if unknown:
+            raise EcuConfigError(f"ECU {self.node}: {tx.name} has no signal {unknown[0]!r} (expected DBC signals)")
+
+    def _send(self, tx: _Tx, t_s: float, overrides: dict[str, float] | None, freeze: bool, bad: bool) -> None:
+        spec = tx.spec
+        for payload in self._payloads(tx, t_s, overrides):
+            if spec is not None:
+                frame = bytearray(payload)
+                shift = spec.counter_shift
+                frame[spec.counter_byte] = (frame[spec.counter_byte] & ~(0x0F << shift) & 0xFF) | (tx.counter << shift)
+                cb = spec.crc_byte
+                crc = e2e_crc(spec.data_id, frame[:cb] + frame[cb + 1 : spec.length])
+                frame[cb] = crc ^ 0xFF if bad else crc
+                payload = bytes(frame)
+                if not freeze:
+                    tx.counter = (tx.counter + 1) % COUNTER_MODULO
+            msg = can.Message(
+                arbitration_id=tx.frame_id, data=payload, is_extended_id=tx.is_ext,
+                is_fd=tx.is_fd, bitrate_switch=tx.is_fd,
+            )  # fmt: skip
+            try:
+                tx.endpoint.send(msg, timeout=0)
+            except (can.CanError, HilBusError):
+                # A controller in bus-off or with a full queue drops the frame; the task keeps
+                # its cycle, as a real ECU's does.
+                self._stats.send_refused += 1
+                continue
+            tx.sent += 1
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _on_frame(self, msg: can.Message) -> None:
+        rx = self._rx.get(msg.arbitration_id)
+        if rx is None or msg.is_error_frame or msg.is_remote_frame:
+            return
+        data = bytes(msg.data)
+        if len(data) < rx.message.length:
+            self._stats.commands_rejected += 1
+            return
+        if rx.receiver is not None:
+            status, state = rx.receiver.check(data)
+            if state is not SMState.VALID or status not in (CheckStatus.OK, CheckStatus.OK_SOME_LOST):
+                # A real ECU does not act on a frame its E2E check refuses.
+                self._stats.commands_rejected += 1
+                return
+        values = rx.message.decode(data[: rx.message.length], decode_choices=False, scaling=True)
+        rx.values = values
+        rx.last_ok_ps = self.clock.now_ps()
+        rx.lost = False
+        self._stats.commands_accepted += 1
+        self.on_command(rx.name, values, (rx.last_ok_ps - self.t0_ps) / PS_PER_S)
+
+    def _supervise(self) -> None:
+        self._supervise_handle = None
+        if self._closed:
+            return
+        now = self.clock.now_ps()
+        for rx in self._rx.values():
+            if not rx.lost and rx.last_ok_ps is not None and now - rx.last_ok_ps > rx.timeout_ps:
+                rx.lost = True
+                rx.values = None
+                self._stats.commands_lost += 1
+                self.on_command_lost(rx.name, (now - self.t0_ps) / PS_PER_S)
+        self._supervise_handle = self.clock.call_at_ps(now + self._supervise_ps, self._supervise)
+
+
+def clip(value: float, lo: float, hi: float) -> float:
+    """``value`` limited to ``[lo, hi]``."""
+    return lo if value < lo else hi if value > hi else value
+

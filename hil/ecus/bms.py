@@ -1,0 +1,106 @@
+"""Simulated battery management system (BMS): pack values, limits, contactors, cell pages.
+
+Everything comes from the van's battery model; the BMS adds its own judgement: a fault
+level and code from the cell, temperature and isolation limits of the van parameters.
+BMS_CellVoltages (24 pages of 4 cells) and BMS_CellTemps (8 pages of 4 sensors) go out as
+all pages back to back every cycle, as the DBC describes.
+"""
+
+from __future__ import annotations
+
+from hil.ecus.base import SimEcu
+
+__all__ = ["BmsEcu", "FAULT_CODES"]
+
+#: The simulated BMS's fault codes (DTC low 16 bits), most severe first.
+FAULT_CODES: dict[str, int] = {
+    "isolation": 0x1A04,
+    "cell_overvoltage": 0x1A01,
+    "cell_undervoltage": 0x1A02,
+    "cell_overtemperature": 0x1A03,
+}
+ISO_WARNING, ISO_FAULT = 1, 2
+CELLS_PER_PAGE = 4
+SOH_PCT = 97.0
+
+
+class BmsEcu(SimEcu):
+    NODE = "BMS"
+
+    def _fault(self) -> tuple[int, int]:
+        """(fault level, fault code) of the present battery state."""
+        van = self.van
+        if van.read("isolation_state") == ISO_FAULT:
+            return 3, FAULT_CODES["isolation"]
+        if van.read("cell_v_max") > van.param("cell_v_max"):
+            return 3, FAULT_CODES["cell_overvoltage"]
+        if van.read("cell_v_min") < van.param("cell_v_min"):
+            return 3, FAULT_CODES["cell_undervoltage"]
+        if van.read("cell_t_max_c") > van.param("bms_temp_discharge_max_c"):
+            return 3, FAULT_CODES["cell_overtemperature"]
+        if van.read("isolation_state") == ISO_WARNING:
+            return 1, 0
+        return 0, 0
+
+    def signals(self, message: str, t_s: float) -> dict[str, float]:
+        van = self.van
+        if message == "BMS_Status":
+            return {
+                "BMS_ChargerConnected": 0.0,
+                "BMS_BalancingActive": 0.0,
+                "BMS_PackVoltage": van.read("pack_voltage_v"),
+                "BMS_PackCurrent": van.read("pack_current_a"),
+                "BMS_SOC": van.read("soc") * 100.0,
+                "BMS_SOH": SOH_PCT,
+            }
+        if message == "BMS_Limits":
+            return {
+                "BMS_DischargePowerLimit": van.read("discharge_power_limit_w") / 1000.0,
+                "BMS_ChargePowerLimit": van.read("charge_power_limit_w") / 1000.0,
+                "BMS_DischargeCurrentLimit": van.read("discharge_current_limit_a"),
+                "BMS_ChargeCurrentLimit": van.read("charge_current_limit_a"),
+            }
+        if message == "BMS_Contactors":
+            level, code = self._fault()
+            return {
+                "BMS_FaultLevel": float(level),
+                "BMS_HvilClosed": 1.0,
+                "BMS_MainPosState": float(van.read("main_pos_state")),
+                "BMS_MainNegState": float(van.read("main_neg_state")),
+                "BMS_PrechargeRelayState": float(van.read("precharge_relay_state")),
+                "BMS_PrechargeState": float(van.read("precharge_state")),
+                "BMS_IsolationState": float(van.read("isolation_state")),
+                "BMS_IsolationResistance": van.read("isolation_resistance_ohm") / 1000.0,
+                "BMS_FaultCode": float(code),
+            }
+        if message == "BMS_CellVoltageStats":
+            return {
+                "BMS_CellVoltageMax": van.read("cell_v_max"),
+                "BMS_CellVoltageMaxIndex": float(van.read("cell_v_max_index")),
+                "BMS_CellVoltageMin": van.read("cell_v_min"),
+                "BMS_CellVoltageMinIndex": float(van.read("cell_v_min_index")),
+                "BMS_CellVoltageAvg": van.read("cell_v_avg"),
+            }
+        return {  # BMS_CellTempStats
+            "BMS_CellTempMax": van.read("cell_t_max_c"),
+            "BMS_CellTempMaxIndex": float(van.read("cell_t_max_index")),
+            "BMS_CellTempMin": van.read("cell_t_min_c"),
+            "BMS_CellTempMinIndex": float(van.read("cell_t_min_index")),
+            "BMS_CellTempAvg": van.read("cell_t_avg_c"),
+        }
+
+    def pages(self, message: str, t_s: float) -> list[dict[str, float]]:
+        if message == "BMS_CellVoltages":
+            values = self.van.cell_voltages_v().tolist()
+            mux, fmt = "BMS_CellVoltagePage", "BMS_CellVoltage{:03d}"
+        else:
+            values = self.van.sensor_temps_c().tolist()
+            mux, fmt = "BMS_CellTempPage", "BMS_CellTemp{:02d}"
+        out = []
+        for page in range(len(values) // CELLS_PER_PAGE):
+            row: dict[str, float] = {mux: float(page)}
+            for j in range(CELLS_PER_PAGE):
+                number = CELLS_PER_PAGE * page + j + 1
+                row[fmt.format(number)] = values[number - 1]
+            out.append(row)
+        return out

@@ -1,0 +1,77 @@
+"""Simulated cargo-bay controller (CBC): compartment doors, locks, load cells, temperatures.
+
+Follows GW_CargoCommand while GW_CargoCommandEnable is set and the frame is E2E VALID:
+lock requests go to the compartment lock actuators; unlock and door release are refused
+while GW_CargoVehicleMoving is set; a door pops open only when its compartment is
+unlocked. Command loss clears the requests (locks keep their state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hil.ecus.base import SimEcu
+
+__all__ = ["CbcEcu"]
+
+LOCK_REQ_NONE, LOCK_REQ_LOCK, LOCK_REQ_UNLOCK = 0, 1, 2
+LOCK_UNLOCKED, LOCK_LOCKED = 0, 1
+OCC_EMPTY, OCC_OCCUPIED = 0, 1
+#: A load-cell reading above this means a parcel is there (the light-curtain stand-in).
+OCCUPIED_KG = 0.5
+RATED_PAYLOAD_KG = 1500.0
+
+
+class CbcEcu(SimEcu):
+    NODE = "CBC"
+    COMMANDS = ("GW_CargoCommand",)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.n = self.van.n_compartments
+
+    def _comps(self) -> list[Mapping[str, float]]:
+        return [self.van.compartment(i) for i in range(1, self.n + 1)]
+
+    def signals(self, message: str, t_s: float) -> dict[str, float]:
+        comps = self._comps()
+        if message == "CBC_DoorStatus":
+            out = {
+                "CBC_FaultLevel": 0.0,
+                "CBC_AllDoorsClosed": float(all(not c["door_open"] for c in comps)),
+                "CBC_AllLocked": float(all(c["lock_state"] == LOCK_LOCKED for c in comps)),
+            }
+            for i, c in enumerate(comps, start=1):
+                out[f"CBC_DoorOpen{i}"] = float(c["door_open"])
+                out[f"CBC_LockState{i}"] = float(c["lock_state"])
+                out[f"CBC_Occupancy{i}"] = float(OCC_OCCUPIED if c["weight_kg"] > OCCUPIED_KG else OCC_EMPTY)
+            return out
+        if message == "CBC_Payload":
+            total_kg = sum(c["weight_kg"] for c in comps)
+            return {
+                "CBC_PayloadOverLimit": float(total_kg > RATED_PAYLOAD_KG),
+                "CBC_LoadCellFault": 0.0,
+                "CBC_TotalPayload": total_kg,
+            }
+        if message == "CBC_CompartmentWeights":
+            return {f"CBC_Weight{i}": c["weight_kg"] for i, c in enumerate(comps, start=1)}
+        out = {f"CBC_Temp{i}": c["temp_c"] for i, c in enumerate(comps, start=1)}  # CBC_Temperatures
+        out["CBC_AmbientTemp"] = self.van.read("in_ambient_c")
+        return out
+
+    def on_command(self, message: str, values: Mapping[str, float], t_s: float) -> None:
+        enabled = values["GW_CargoCommandEnable"] == 1
+        moving = values["GW_CargoVehicleMoving"] == 1
+        for i in range(1, self.n + 1):
+            request = int(values[f"GW_CompartmentLockRequest{i}"])
+            if not enabled or request not in (LOCK_REQ_NONE, LOCK_REQ_LOCK, LOCK_REQ_UNLOCK):
+                request = LOCK_REQ_NONE
+            if request == LOCK_REQ_UNLOCK and moving:
+                request = LOCK_REQ_NONE
+            release = int(enabled and not moving and values[f"GW_CompartmentDoorRelease{i}"] == 1
+                          and self.van.compartment(i)["lock_state"] == LOCK_UNLOCKED)
+            self.van.command_compartment(i, lock_request=request, door_release=release)
+
+    def on_command_lost(self, message: str, t_s: float) -> None:
+        for i in range(1, self.n + 1):
+            self.van.command_compartment(i, lock_request=LOCK_REQ_NONE, door_release=0)
