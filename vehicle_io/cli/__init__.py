@@ -26,6 +26,7 @@ from vehicle_io.errors import VehicleIoError
 COMMANDS: dict[str, str] = {
     "dbc": "vehicle_io.cli.dbc_cmd",
     "decode": "vehicle_io.cli.decode_cmd",
+    "diag": "vehicle_io.cli.diag_cmd",
     "gateway": "vehicle_io.cli.gateway_cmd",
 }
 
