@@ -1,8 +1,10 @@
 """``z10 sim``: serve the simulated van's buses to other processes over loopback (socketcand).
 
-This issue's simulator is the bus layer alone: the timed virtual buses pt, body (500 kbit/s)
-and ads (CAN FD 500 kbit/s / 2 Mbit/s) in real time, behind a socketcand hub on 127.0.0.1.
-Any socketcand client attaches from another process::
+The simulated Z10 in real time: the van model and its ECUs (VCU, MCU, BMS, EPS, BRK, CBC and
+the autonomy-computer stand-in) on the timed virtual buses pt, body (500 kbit/s) and ads
+(CAN FD 500 kbit/s / 2 Mbit/s), UDS servers on the VCU, BMS and CBC, all behind a socketcand
+hub on 127.0.0.1. ``--no-van`` serves the bare buses; ``--no-adc`` leaves the autonomy
+computer's ids to a client. Any socketcand client attaches from another process::
 
     can.Bus(interface="socketcand", host="127.0.0.1", port=29536, channel="pt")
 
@@ -32,16 +34,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interface", default="hilbus", choices=("hilbus", "virtual"),
                         help="python-can interface behind the channels: hilbus = the timed bus in real time "
                              "(default), virtual = python-can's untimed bus (no bit timing, for throughput tests)")
+    parser.add_argument("--no-van", action="store_true", help="serve the bare buses: no van model, ECUs or UDS")
+    parser.add_argument("--no-adc", action="store_true",
+                        help="no autonomy-computer stand-in (a client plays the ADC on ads)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the van (cell spread, phases; default 0)")
     parser.add_argument("--max-clients", type=int, default=64, help="most clients at once (default 64)")
     parser.add_argument("--client-buffer-kib", type=int, default=4096,
                         help="output buffered per client before frames for it are dropped and counted (default 4096)")
 
 
+def _start_van(args: argparse.Namespace) -> tuple[Any, list[Any], list[Any]]:
+    """The rig (van + ECUs on real time) and the UDS servers on their own bus nodes."""
+    from hil.ecus.registry import node_names
+    from hil.rig import Rig
+    from hil.uds.ecus import attach, make_servers
+    from hil.uds.server import Conditions
+
+    nodes = [n for n in node_names() if not (args.no_adc and n == "ADC")]
+    rig = Rig(seed=args.seed, clock="real", nodes=nodes)
+
+    def live() -> dict[str, float]:
+        values = rig.van.model.outputs.snapshot()
+        comps = rig.van.model.compartments
+        values["cargo_bay_temp_c"] = float(comps["temp_c"].mean())
+        values["cargo_door_open"] = float(comps["door_open"].any())
+        return values
+
+    def conditions() -> Conditions:
+        return Conditions(speed_mps=float(rig.van.read("speed_mps")))
+
+    servers = make_servers(live=live, conditions=conditions, clock=lambda: rig.t_s)
+    buses = [rig.open_bus(name, node=f"UDS-{name}") for name in ("pt", "body")]
+    transports = attach({"pt": buses[0], "body": buses[1]}, servers)
+    return rig, transports, buses
+
+
 def run(args: argparse.Namespace) -> int:
     from hil.hub import Hub, default_channels
 
+    rig = None
+    transports: list[Any] = []
+    uds_buses: list[Any] = []
+    options: dict[str, Any] = {}
+    if not args.no_van:
+        if args.interface != "hilbus":
+            raise ValueError("the simulated van runs on the timed bus: use --interface hilbus or --no-van")
+        rig, transports, uds_buses = _start_van(args)
+        options["clock"] = rig.clock
     hub = Hub(
-        default_channels(args.interface),
+        default_channels(args.interface, **options),
         host=args.host,
         port=args.port,
         max_clients=args.max_clients,
@@ -61,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         host, port = hub.address
         shown = f"[{host}]" if ":" in host else host
         print(f"z10 sim: socketcand hub listening on {shown}:{port} (loopback only)")
+        if rig is not None:
+            ecus = ", ".join(sorted(rig.ecus))
+            print(f"  van: seed {args.seed}, ECUs {ecus}; UDS on VCU 0x7E0, BMS 0x7E1 (pt), CBC 0x7E2 (body)")
         width = max(len(name) for name in hub.channels)
         for name, spec in hub.channels.items():
             print(f"  {name:<{width}}  {spec.describe()}")
@@ -69,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
         hub.serve_until(stop)
     finally:
         hub.shutdown()
+        for transport in transports:
+            transport.shutdown()
+        for bus in uds_buses:
+            bus.shutdown()
+        if rig is not None:
+            rig.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     stats = hub.stats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,15 @@ class SimProcess:
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
+    """The bare buses (no van), so the frames on them are the test's own."""
+    process = SimProcess("--no-van")
+    yield process
+    if process.proc.poll() is None:
+        process.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def van_sim() -> Iterator[SimProcess]:
     process = SimProcess()
     yield process
     if process.proc.poll() is None:
@@ -151,3 +161,35 @@ def test_gateway_decodes_frames_through_the_hub(sim: SimProcess) -> None:
     finally:
         gw_bus.shutdown()
         ecu.shutdown()
+
+
+def test_the_simulated_van_is_on_the_hub_with_its_uds_servers(van_sim: SimProcess) -> None:
+    from vehicle_io import load_database
+
+    assert "UDS on VCU 0x7E0, BMS 0x7E1 (pt), CBC 0x7E2 (body)" in "\n".join(van_sim.banner)
+    db = load_database()
+    bus = connect(van_sim.port, "pt")
+    try:
+        senders: set[str] = set()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and senders != {"VCU", "MCU", "BMS", "BRK", "EPS"}:
+            msg = bus.recv(0.5)
+            if msg is not None and msg.arbitration_id < 0x700:
+                senders.update(db.get_message_by_frame_id(msg.arbitration_id).senders)
+        assert senders == {"VCU", "MCU", "BMS", "BRK", "EPS"}
+    finally:
+        bus.shutdown()
+    scan = subprocess.run([Z10, "diag", "scan", "--json", "--sim-port", str(van_sim.port)],
+                          capture_output=True, text=True, timeout=60)
+    assert scan.returncode == 0, scan.stderr
+    found = json.loads(scan.stdout)
+    text = json.dumps(found)
+    for serial in ("VCU-SIM-0001", "BMS-SIM-0001", "CBC-SIM-0001"):
+        assert serial in text, text
+    did = subprocess.run([Z10, "diag", "read-did", "--ecu", "bms", "0x0202", "--sim-port", str(van_sim.port)],
+                         capture_output=True, text=True, timeout=60)
+    assert did.returncode == 0, did.stderr
+    raw = bytes.fromhex(did.stdout.split(":", 1)[1].split("  ")[0].replace(" ", "").strip()[:4])
+    assert 300.0 < int.from_bytes(raw, "big") * 0.1 < 420.0  # a live 96s pack voltage from the van model
+    code, out, err = van_sim.stop(signal.SIGINT)
+    assert code == 0, err
