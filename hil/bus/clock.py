@@ -344,6 +344,10 @@ class SimClock(Clock):
         return super().defer(fn)
 
 
+#: Longest stretch the real-time scheduler runs late events without letting go of the lock.
+_YIELD_EVERY_NS = 2_000_000
+
+
 class RealClock(Clock):
     """Wall-clock time: events run by a scheduler thread when their time comes."""
 
@@ -410,6 +414,7 @@ class RealClock(Clock):
 
     def _run(self) -> None:
         heap = self._heap
+        last_yield_ns = time.monotonic_ns()
         with self.lock:
             self._thread_ident = _get_ident()
             try:
@@ -433,6 +438,13 @@ class RealClock(Clock):
                     finally:
                         self._event_ps = None
                     self.notify_waiters()
+                    if time.monotonic_ns() - last_yield_ns > _YIELD_EVERY_NS:
+                        # Behind schedule the loop never waits: let other threads (senders,
+                        # shutdown) take the lock now and then instead of starving them.
+                        self.lock.release()
+                        time.sleep(0)
+                        self.lock.acquire()
+                        last_yield_ns = time.monotonic_ns()
             finally:
                 self._thread_ident = None
 

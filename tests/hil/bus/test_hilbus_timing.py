@@ -392,3 +392,34 @@ def test_real_time_clock_delivers_with_wall_clock_timestamps() -> None:
     finally:
         a.shutdown()
         b.shutdown()
+
+
+def test_real_clock_behind_schedule_still_lets_other_threads_take_the_lock() -> None:
+    """A scheduler running late events back to back must not starve senders or shutdown."""
+    import time as _time
+
+    from hil.bus.clock import RealClock
+
+    clock = RealClock()
+    clock.attach()  # starts the scheduler thread, as a channel does
+    ran = [0]
+    total = 3000
+
+    def slow_event() -> None:
+        ran[0] += 1
+        end = _time.perf_counter() + 50e-6  # a callback slower than its period: the clock falls behind
+        while _time.perf_counter() < end:
+            pass
+
+    try:
+        with clock.lock:
+            now = clock.now()
+            for _ in range(total):
+                clock.call_at(now, slow_event)
+        _time.sleep(0.01)
+        with clock.lock:  # must be granted while events are still pending
+            ran_when_granted = ran[0]
+        assert 0 < ran_when_granted < total
+    finally:
+        clock.detach()
+        clock.close()
