@@ -263,3 +263,23 @@ def test_cli_bridges_a_pty_to_a_socketcand_hub(buses) -> None:
         assert proc.returncode == 0, err
         assert "frames to the bus 1, from the bus 1" in out
         assert wait_for(lambda: hub.stats().clients_now == 1)  # the listener; the emulator has left
+
+
+def test_gateway_on_an_slcan_adapter_decodes_z10_frames(rig) -> None:
+    from vehicle_io import load_database
+    from vehicle_io.gateway import Gateway
+
+    emulator, peer = rig
+    db = load_database()
+    message = db.get_message_by_name("CBC_CompartmentWeights")
+    payload = message.encode({f"CBC_Weight{i}": 25.0 * i for i in range(1, 7)})
+    client = slcan_client(emulator.path)
+    try:
+        with Gateway({"body": client}, db) as gw:
+            for _ in range(5):
+                peer.send(can.Message(arbitration_id=message.frame_id, data=payload, is_extended_id=False))
+            assert wait_for(lambda: gw.counters()["decoded"] >= 5), gw.summary()
+            assert gw.store.value_of("CBC_Weight4") == 100.0
+            assert gw.counters()["transmit"]["armed"] == []  # listen-only on an adapter
+    finally:
+        client.shutdown()
