@@ -149,7 +149,7 @@ def _replay(args: argparse.Namespace, db: Any, routes: list[Any]) -> tuple[Any, 
     if args.speed <= 0:
         start_wall = time.monotonic()
         gateway = _replay_batched(args, db, frames)
-        return gateway, {"replay": args.replay, "mode": "batched on log time",
+        return _report(gateway, args, _last_rx(gateway)), {"replay": args.replay, "mode": "batched on log time",
                          "frames_played": len(frames), "unreadable_lines": n_bad,
                          "channels": sorted({f.channel for f in frames}),
                          "wall_s": round(time.monotonic() - start_wall, 3)}
@@ -180,13 +180,15 @@ def _replay(args: argparse.Namespace, db: Any, routes: list[Any]) -> tuple[Any, 
             ))
             sent += 1
         _wait_until_seen(gateway, sent)
+        report = _report(gateway, args, _last_rx(gateway))
     finally:
         gateway.shutdown()
         for bus in (*players.values(), *taps.values()):
             bus.shutdown()
+    report["counters"], report["summary"] = gateway.counters(), gateway.summary()
     source = {"replay": args.replay, "mode": f"paced x{args.speed:g} on virtual buses", "frames_played": sent, "unreadable_lines": n_bad,
               "channels": channels, "wall_s": round(time.monotonic() - start_wall, 3)}
-    return gateway, source
+    return report, source
 
 
 def _wait_until_seen(gateway: Any, sent: int, timeout_s: float = 30.0) -> None:
@@ -216,13 +218,17 @@ def _live(args: argparse.Namespace, db: Any, routes: list[Any]) -> tuple[Any, di
         gateway = Gateway(buses, db, transmit_gate=gate, routes=routes, record_path=args.record)
         try:
             _watch(gateway, args.duration)
+            # Judged while the buses still run: after the stop every message would time out.
+            report = _report(gateway, args, gateway.clock())
         finally:
             gateway.shutdown()
     finally:
         close_buses(buses.values())
+    # The final count, frames drained at the stop included.
+    report["counters"], report["summary"] = gateway.counters(), gateway.summary()
     source = {"buses": {n: f"{s.interface}:{s.channel}" for n, s in specs.items()},
               "wall_s": round(time.monotonic() - start, 3)}
-    return gateway, source
+    return report, source
 
 
 def _watch(gateway: Any, duration_s: float | None) -> None:
@@ -280,27 +286,12 @@ def run(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()  # start-up objects never need collecting; keeps GC pauses out of the receive path
     if args.replay is not None:
-        gateway, source = _replay(args, db, routes)
+        report, source = _replay(args, db, routes)
     else:
-        gateway, source = _live(args, db, routes)
-
-    counters = gateway.counters()
-    last_rx = [float(t) for t in gateway.store.last_rx_s if t == t]
-    now_s = max(last_rx) if last_rx else gateway.clock()
-    names = args.signals or list(DEFAULT_SIGNALS)
-    if names == ["all"]:
-        names = [f"{m.key}.{s}" for m in gateway.layout.messages for s in m.signals]
-    rows = _signal_rows(gateway, names, now_s)
-    messages = []
-    for info in gateway.layout.messages:
-        status = gateway.store.message_status(info.key, now_s)
-        if status.frames:
-            messages.append({"message": status.name, "bus": status.bus, "frames": status.frames,
-                             "decoded": status.decoded, "valid": status.valid, "stale": status.stale,
-                             "e2e": status.e2e_state.name if status.e2e_state is not None else None,
-                             "rejected": status.rejected})
+        report, source = _live(args, db, routes)
+    rows, messages = report["signals"], report["messages"]
     if args.json:
-        print(json.dumps({"source": source, "signals": rows, "messages": messages, "counters": counters}, indent=2))
+        print(json.dumps({"source": source, **report}, indent=2))
         return 0
     print(f"source: {json.dumps(source)}")
     print()
@@ -317,5 +308,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"message {m['message']} ({m['bus']}): {m['frames']} frames, {m['decoded']} decoded"
               f"{'; rejected: ' + reasons if reasons else ''}; e2e {m['e2e']}; "
               f"{'valid' if m['valid'] else 'NOT valid'}{', stale' if m['stale'] else ''}")
-    print(gateway.summary())
+    print(report["summary"])
     return 0
+
+
+def _last_rx(gateway: Any) -> float:
+    last_rx = [float(t) for t in gateway.store.last_rx_s if t == t]
+    return max(last_rx) if last_rx else gateway.clock()
+
+
+def _report(gateway: Any, args: argparse.Namespace, now_s: float) -> dict[str, Any]:
+    """Signals, per-message validity and counters as they stand at ``now_s``."""
+    names = args.signals or list(DEFAULT_SIGNALS)
+    if names == ["all"]:
+        names = [f"{m.key}.{s}" for m in gateway.layout.messages for s in m.signals]
+    rows = _signal_rows(gateway, names, now_s)
+    messages = []
+    for info in gateway.layout.messages:
+        status = gateway.store.message_status(info.key, now_s)
+        if status.frames:
+            messages.append({"message": status.name, "bus": status.bus, "frames": status.frames,
+                             "decoded": status.decoded, "valid": status.valid, "stale": status.stale,
+                             "e2e": status.e2e_state.name if status.e2e_state is not None else None,
+                             "rejected": status.rejected})
+    return {"signals": rows, "messages": messages, "counters": gateway.counters(), "summary": gateway.summary()}

@@ -296,7 +296,7 @@ class SignalStore:
         stale_factor: float = 3.0,
         e2e_config: E2EConfig | None = None,
         e2e_configs: Mapping[str, E2EConfig] | None = None,
-        deadline_factor: float = 1.5,
+        deadline_factor: float = 2.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from vehicle_io import _e2e_kernels

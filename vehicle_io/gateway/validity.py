@@ -32,7 +32,7 @@ class E2EBank:
         configs: Sequence[E2EConfig] | E2EConfig | None = None,
         cycle_times_s: Sequence[float | None] | None = None,
         *,
-        deadline_factor: float = 1.5,
+        deadline_factor: float = 2.5,
     ) -> None:
         n = len(specs)
         if configs is None or isinstance(configs, E2EConfig):

@@ -184,14 +184,14 @@ def test_silence_feeds_no_new_data_and_goes_stale(test_db, prot_spec, clock) -> 
             clock.advance(0.01)
             gw.process_batch("x", *rows([prot_frame(test_db, prot_spec, c)]))
         assert gw.store.message_status("Prot").e2e_state is SMState.VALID
-        clock.advance(0.014)  # inside 1.5 cycles: no deadline missed yet
+        clock.advance(0.024)  # inside 2.5 cycles (the default deadline): none missed yet
         gw.check_deadlines()
         assert gw.store.message_status("Prot").e2e_results["no_new_data"] == 0
-        clock.advance(0.017)  # 31 ms of silence: > 3 x 10 ms -> stale; 2 deadlines missed
+        clock.advance(0.007)  # 31 ms of silence: > 3 x 10 ms -> stale; 1 deadline missed
         gw.check_deadlines()
         status = gw.store.message_status("Prot")
         assert status.stale and not status.valid and not gw.store.is_valid("Prot_Speed")
-        assert status.e2e_results["no_new_data"] == 2
+        assert status.e2e_results["no_new_data"] == 1
         clock.advance(0.05)
         gw.check_deadlines()
         assert gw.store.message_status("Prot").e2e_state is SMState.INVALID
