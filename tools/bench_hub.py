@@ -80,7 +80,7 @@ class Sim:
 
     def __init__(self, interface: str) -> None:
         z10 = shutil.which("z10", path=str(Path(sys.executable).parent)) or "z10"
-        self.proc = subprocess.Popen([z10, "sim", "--port", "0", "--interface", interface], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([z10, "sim", "--no-van", "--port", "0", "--interface", interface], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert self.proc.stdout is not None
         banner = ""
