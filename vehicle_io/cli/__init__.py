@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -91,6 +92,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # python-can's socketcand client warns on every TCP read that splits a frame, which is
+        # normal on a busy stream; a technician's terminal must not fill with it.
+        logging.getLogger("can.interfaces.socketcand.socketcand").setLevel(logging.ERROR)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
