@@ -38,7 +38,10 @@ class VcuEcu(SimEcu):
         return {
             "VCU_Ready": float(van.read("hv_active") and van.read("motor_torque_enabled")),
             "VCU_Standstill": float(van.read("standstill")),
-            "VCU_BrakePedalPressed": float(van.read("brake_pressure_bar") > 2.0),
+            # The driver's pedal, not the brake pressure: the gateway's own hold brake must not
+            # read as a driver override. The Z10 drives itself; a driver is simulated with an
+            # EcuFault override of these signals.
+            "VCU_BrakePedalPressed": 0.0,
             "VCU_DriverPresent": float(self.driver_present),
             "VCU_DriveMode": float(self.drive_mode),
             "VCU_Gear": float(van.read("gear")),
