@@ -319,11 +319,13 @@ class Thresholds:
     """
 
     # vehicle (for torque <-> acceleration)
-    curb_mass_kg: float = 2600.0
-    wheel_radius_m: float = 0.35
-    gear_ratio: float = 9.5
+    # These must agree with the van (hil/plant/z10_params.toml): with a brake gain three
+    # times the real one, every controlled stop braked at a third of its target.
+    curb_mass_kg: float = 2750.0
+    wheel_radius_m: float = 0.355
+    gear_ratio: float = 10.5
     torque_max_nm: float = 400.0
-    brake_gain_n_per_bar: float = 1300.0  # total wheel force per bar of brake pressure
+    brake_gain_n_per_bar: float = 422.5  # total wheel force per bar: 150 Nm/bar over r = 0.355 m
     # standstill and speed
     standstill_speed_mps: float = 0.1
     v_max_empty_mps: float = 22.2  # 80 km/h
