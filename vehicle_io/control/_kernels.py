@@ -371,7 +371,9 @@ def step(state, inp, out, thr):
     brake_force = 0.0
     if a_cmd > 0.0 and propulsion_ok:
         torque = min(t_want, t_mot_cap)
-    elif a_cmd < 0.0 and engaged and s["lat_estop"] == 0:
+    elif a_cmd < 0.0 and engaged and propulsion_ok and s["lat_estop"] == 0:
+        # Regen only while the drive is enabled: with DriveEnable off the MCU applies no
+        # torque, so the friction brake must carry the whole deceleration.
         torque = -min(-t_want, t_reg_cap)
         brake_force = -force + torque * ratio / r  # what regen does not cover
     else:

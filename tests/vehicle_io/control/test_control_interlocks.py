@@ -609,3 +609,16 @@ def test_accelerator_override_threshold(pedal: float) -> None:
     y = h.step()
     over = pedal > THR.pedal_override_pct
     assert h.flag("driver_override") == int(over) and y["control_allowed"] == int(not over)
+
+
+def test_door_stop_brakes_with_friction_when_the_drive_is_disabled() -> None:
+    """With DriveEnable off the MCU applies no torque: the brake must carry the whole stop."""
+    h = Harness()
+    h.moving(10.0)
+    h.set(cbc_door_open2=1, cbc_all_doors_closed=0)
+    y = h.step(int(2.0 / DT_S))  # past the jerk ramp
+    assert y["drive_enable"] == 0 and y["torque_nm"] == 0.0
+    mass_kg = THR.curb_mass_kg + float(h.inp["cbc_payload_kg"][0])
+    full_stop_bar = mass_kg * THR.door_stop_decel_mps2 / THR.brake_gain_n_per_bar
+    assert y["brake_enable"] == 1
+    assert y["brake_pressure_bar"] == pytest.approx(full_stop_bar, rel=1e-6)
