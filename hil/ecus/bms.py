@@ -1,12 +1,15 @@
 """Simulated battery management system (BMS): pack values, limits, contactors, cell pages.
 
 Everything comes from the van's battery model; the BMS adds its own judgement: a fault
-level and code from the cell, temperature and isolation limits of the van parameters.
+level and code from the cell, temperature and isolation limits of the van parameters, and it
+opens the contactors when the gateway asks (GW_HvContactorOpenRequest in GW_DriveCommand).
 BMS_CellVoltages (24 pages of 4 cells) and BMS_CellTemps (8 pages of 4 sensors) go out as
 all pages back to back every cycle, as the DBC describes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from hil.ecus.base import SimEcu
 
@@ -22,25 +25,62 @@ FAULT_CODES: dict[str, int] = {
 ISO_WARNING, ISO_FAULT = 1, 2
 CELLS_PER_PAGE = 4
 SOH_PCT = 97.0
+#: Beyond the cell window: fault (level 2) and critical (level 3) margins. They put the BMS's
+#: own levels at the gateway's thresholds (vehicle_io.control.layout: 4.25/4.35 V, 2.9/2.5 V,
+#: 60/70 degC with the bundled window of 3.0..4.15 V and 60 degC).
+FAULT_MARGIN_V = 0.10
+CRIT_MARGIN_OV_V = 0.20
+CRIT_MARGIN_UV_V = 0.50
+CRIT_MARGIN_T_C = 10.0
 
 
 class BmsEcu(SimEcu):
     NODE = "BMS"
+    COMMANDS = ("GW_DriveCommand",)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.opened_on_request = False  # contactors opened by GW_HvContactorOpenRequest
 
     def _fault(self) -> tuple[int, int]:
-        """(fault level, fault code) of the present battery state."""
+        """(fault level, fault code) of the present battery state, most severe first.
+
+        The window is the van parameters' (cell_v_min/max, bms_temp_discharge_max_c):
+        leaving it by ``FAULT_MARGIN_*`` is a fault (2: stop, open at standstill), by
+        ``CRIT_MARGIN_*`` critical (3: open now); inside the margin a warning (1: derate).
+        """
         van = self.van
-        if van.read("isolation_state") == ISO_FAULT:
-            return 3, FAULT_CODES["isolation"]
-        if van.read("cell_v_max") > van.param("cell_v_max"):
+        v_max, v_min, t_max = van.read("cell_v_max"), van.read("cell_v_min"), van.read("cell_t_max_c")
+        v_hi, v_lo = van.param("cell_v_max"), van.param("cell_v_min")
+        t_hi = van.param("bms_temp_discharge_max_c")
+        if v_max >= v_hi + CRIT_MARGIN_OV_V:
             return 3, FAULT_CODES["cell_overvoltage"]
-        if van.read("cell_v_min") < van.param("cell_v_min"):
+        if v_min <= v_lo - CRIT_MARGIN_UV_V:
             return 3, FAULT_CODES["cell_undervoltage"]
-        if van.read("cell_t_max_c") > van.param("bms_temp_discharge_max_c"):
+        if t_max >= t_hi + CRIT_MARGIN_T_C:
             return 3, FAULT_CODES["cell_overtemperature"]
-        if van.read("isolation_state") == ISO_WARNING:
+        if van.read("isolation_state") == ISO_FAULT:
+            return 2, FAULT_CODES["isolation"]
+        if v_max >= v_hi + FAULT_MARGIN_V:
+            return 2, FAULT_CODES["cell_overvoltage"]
+        if v_min <= v_lo - FAULT_MARGIN_V:
+            return 2, FAULT_CODES["cell_undervoltage"]
+        if t_max >= t_hi:
+            return 2, FAULT_CODES["cell_overtemperature"]
+        if (van.read("isolation_state") == ISO_WARNING or v_max >= v_hi or v_min <= v_lo
+                or t_max >= van.param("bms_temp_discharge_full_high_c")):
             return 1, 0
         return 0, 0
+
+    def on_command(self, message: str, values: Mapping[str, float], t_s: float) -> None:
+        """GW_HvContactorOpenRequest: open the contactors; precharge again once withdrawn."""
+        if values["GW_HvContactorOpenRequest"] == 1:
+            if not self.opened_on_request:
+                self.opened_on_request = True
+                self.van.command(hv_request=0)
+        elif self.opened_on_request:
+            self.opened_on_request = False
+            self.van.command(hv_request=1)
 
     def signals(self, message: str, t_s: float) -> dict[str, float]:
         van = self.van

@@ -2,8 +2,11 @@
 
 Follows GW_BrakeCommand while E2E VALID: GW_BrakeEmergency -> the van's maximum pressure;
 GW_BrakeEnable -> GW_BrakePressureRequest, raised to ``HOLD_PRESSURE_BAR`` when
-GW_BrakeHoldRequest is set at standstill. Disabled or lost command: no external braking
-(the brake is back with the driver's pedal, as in a production ESC).
+GW_BrakeHoldRequest is set at standstill. Disabled command: no external braking. Lost
+command (the gateway went silent after it had sent one): the Z10 has no driver to hand the
+brake back to, so the BRK runs its own minimal-risk manoeuvre: ``FALLBACK_PRESSURE_BAR``
+(a controlled stop, about 2.5 m/s2 at rated payload and 3.8 m/s2 empty) and, at
+standstill, the hold pressure, until a valid command arrives again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ __all__ = ["BrkEcu"]
 
 #: Pressure that holds a fully loaded van on the steepest rated grade.
 HOLD_PRESSURE_BAR = 30.0
+#: Controlled-stop pressure when the gateway's command is lost: 25 bar x 422.5 N/bar
+#: (z10_params brake gain) = 10.6 kN, on 4,250 kg (rated payload) 2.5 m/s2, below the
+#: gateway's own safe-stop 3 m/s2 so the fallback is never harsher than a commanded stop.
+FALLBACK_PRESSURE_BAR = 25.0
 
 
 class BrkEcu(SimEcu):
@@ -27,10 +34,12 @@ class BrkEcu(SimEcu):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.control_active = 0
         self.hold_active = 0
+        self.fallback_active = 0  # command lost: minimal-risk stop of the BRK's own
 
     def signals(self, message: str, t_s: float) -> dict[str, float]:
         van = self.van
         if message == "BRK_Status":
+            self.on_cycle_fallback()
             return {
                 "BRK_FaultLevel": 0.0,
                 "BRK_AbsActive": float(van.read("abs_active")),
@@ -52,6 +61,7 @@ class BrkEcu(SimEcu):
         van = self.van
         pressure_bar = 0.0
         self.hold_active = 0
+        self.fallback_active = 0
         if values["GW_BrakeEmergency"] == 1:
             pressure_bar = van.param("brake_pressure_max_bar")
             self.control_active = 1
@@ -67,5 +77,20 @@ class BrkEcu(SimEcu):
 
     def on_command_lost(self, message: str, t_s: float) -> None:
         self.control_active = 0
-        self.hold_active = 0
-        self.van.command(brake_pressure_request_bar=0.0)
+        self.fallback_active = 1
+        self._fallback()
+
+    def on_cycle_fallback(self) -> None:
+        """Called on every own frame while the fallback runs: hold once stopped."""
+        if self.fallback_active:
+            self._fallback()
+
+    def _fallback(self) -> None:
+        van = self.van
+        if van.read("standstill"):
+            self.hold_active = 1
+            pressure_bar = max(FALLBACK_PRESSURE_BAR, HOLD_PRESSURE_BAR)
+        else:
+            self.hold_active = 0
+            pressure_bar = FALLBACK_PRESSURE_BAR
+        van.command(brake_pressure_request_bar=pressure_bar)

@@ -2,8 +2,10 @@
 
 Follows GW_CargoCommand while GW_CargoCommandEnable is set and the frame is E2E VALID:
 lock requests go to the compartment lock actuators; unlock and door release are refused
-while GW_CargoVehicleMoving is set; a door pops open only when its compartment is
-unlocked. Command loss clears the requests (locks keep their state).
+while GW_CargoVehicleMoving is set. The door latch release is a solenoid pulse, fired once per
+rising edge of GW_CompartmentDoorRelease, as soon as the compartment is unlocked (the lock
+takes a moment to open): the door pops open once, and a courier can push it shut while the
+release request is still on. Command loss clears the requests (locks keep their state).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class CbcEcu(SimEcu):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.n = self.van.n_compartments
+        self._release_seen = [False] * (self.n + 1)  # GW release request level, last frame
+        self._release_armed = [False] * (self.n + 1)  # rising edge seen, pulse not fired yet
 
     def _comps(self) -> list[Mapping[str, float]]:
         return [self.van.compartment(i) for i in range(1, self.n + 1)]
@@ -68,10 +72,19 @@ class CbcEcu(SimEcu):
                 request = LOCK_REQ_NONE
             if request == LOCK_REQ_UNLOCK and moving:
                 request = LOCK_REQ_NONE
-            release = int(enabled and not moving and values[f"GW_CompartmentDoorRelease{i}"] == 1
-                          and self.van.compartment(i)["lock_state"] == LOCK_UNLOCKED)
+            wanted = bool(enabled and not moving and values[f"GW_CompartmentDoorRelease{i}"] == 1)
+            if wanted and not self._release_seen[i]:
+                self._release_armed[i] = True
+            if not wanted:
+                self._release_armed[i] = False
+            self._release_seen[i] = wanted
+            release = 0
+            if self._release_armed[i] and self.van.compartment(i)["lock_state"] == LOCK_UNLOCKED:
+                release = 1
+                self._release_armed[i] = False
             self.van.command_compartment(i, lock_request=request, door_release=release)
 
     def on_command_lost(self, message: str, t_s: float) -> None:
         for i in range(1, self.n + 1):
+            self._release_seen[i] = self._release_armed[i] = False
             self.van.command_compartment(i, lock_request=LOCK_REQ_NONE, door_release=0)

@@ -72,13 +72,36 @@ def test_unlock_refused_while_moving_and_door_release_needs_unlocked(make_rig) -
     assert last["CBC_DoorOpen1"] == 1 and last["CBC_AllDoorsClosed"] == 0
 
 
+def test_door_release_is_one_pulse_per_request(make_rig) -> None:
+    """Unlock + release held on: the door pops open once the lock opens; pushed shut, it stays
+    shut (a level-triggered release would throw it open again), and the lock can close."""
+    rig = make_rig(seed=3)
+    stub = GatewayStub(rig, messages=["GW_CargoCommand"])
+    stub.set("GW_CargoCommand", GW_CompartmentLockRequest4=2, GW_CompartmentDoorRelease4=1)
+    rig.run_for(1.5)
+    assert rig.van.compartment(4)["lock_state"] == UNLOCKED and rig.van.compartment(4)["door_open"] == 1
+    rig.van.model.set_compartment(4, door_close=1)
+    rig.run_for(0.3)
+    rig.van.model.set_compartment(4, door_close=0)
+    rig.run_for(1.0)
+    assert rig.van.compartment(4)["door_open"] == 0
+    # a new rising edge of the release request opens it again
+    stub.set("GW_CargoCommand", GW_CompartmentDoorRelease4=0)
+    rig.run_for(0.2)
+    stub.set("GW_CargoCommand", GW_CompartmentDoorRelease4=1)
+    rig.run_for(0.3)
+    assert rig.van.compartment(4)["door_open"] == 1
+
+
 def test_drive_follows_torque_only_with_drive_enable(make_rig) -> None:
     rig = make_rig(seed=4)
     stub = GatewayStub(rig, messages=["GW_DriveCommand", "GW_BrakeCommand"])
     stub.set("GW_DriveCommand", GW_DriveEnable=0, GW_GearRequest=3, GW_EpbRequest=2, GW_TorqueRequest=150.0)
     rig.run_for(2.0)
     assert rig.van.read("in_motor_torque_request_nm") == 0.0
-    assert rig.van.read("gear") == 0  # gear change needs DriveEnable
+    # DriveEnable gates torque, not the gear or the EPB (the gateway withholds DriveEnable
+    # until both are where the autonomy wants them): shifted with the EPB holding the van
+    assert rig.van.read("gear") == 3 and rig.van.read("epb_state") == 0
     assert abs(rig.van.read("speed_mps")) < 0.01
     stub.set("GW_DriveCommand", GW_DriveEnable=1)
     rig.run_for(2.0)
@@ -89,6 +112,29 @@ def test_drive_follows_torque_only_with_drive_enable(make_rig) -> None:
     stub.set("GW_DriveCommand", GW_SpeedLimit=1.0)
     rig.run_for(0.1)
     assert rig.van.read("in_motor_torque_request_nm") == 0.0
+
+
+def test_gear_change_needs_standstill_and_brake_held(make_rig) -> None:
+    rig = make_rig(seed=4)
+    stub = GatewayStub(rig, messages=["GW_DriveCommand", "GW_BrakeCommand"])
+    # EPB applied at start: D is accepted; then released and rolling, R must be refused
+    stub.set("GW_DriveCommand", GW_DriveEnable=1, GW_GearRequest=3, GW_EpbRequest=2, GW_TorqueRequest=150.0)
+    rig.run_for(2.0)
+    assert rig.van.read("gear") == 3 and rig.van.read("speed_mps") > 0.5
+    stub.set("GW_DriveCommand", GW_GearRequest=1, GW_TorqueRequest=0.0)
+    rig.run_for(0.3)
+    assert rig.van.read("gear") == 3  # moving: refused
+    # stopped by the brake, then the brake released: standstill alone is not enough
+    stub.set("GW_BrakeCommand", GW_BrakePressureRequest=30.0)
+    rig.run_for(3.0)
+    assert abs(rig.van.read("speed_mps")) < 0.01 and rig.van.read("gear") == 1  # held: shifted to R
+    stub.set("GW_BrakeCommand", GW_BrakePressureRequest=0.0)
+    stub.set("GW_DriveCommand", GW_DriveEnable=0)
+    rig.run_for(1.0)
+    assert rig.van.read("brake_pressure_bar") < 5.0 and rig.van.read("epb_state") == 0
+    stub.set("GW_DriveCommand", GW_GearRequest=3)
+    rig.run_for(1.0)
+    assert rig.van.read("gear") == 1  # no brake held, no EPB: refused
 
 
 def test_bad_crc_drive_command_is_ignored(make_rig) -> None:
@@ -115,6 +161,24 @@ def test_command_loss_falls_back_to_zero_torque(make_rig) -> None:
     assert rig.van.read("in_motor_torque_request_nm") == 0.0
     assert rig.ecu("MCU").stats.commands_lost == 1
     assert not rig.ecu("MCU").command_valid("GW_DriveCommand")
+
+
+def test_gateway_silent_while_moving_brk_stops_and_vcu_parks(make_rig) -> None:
+    """No driver to hand back to: lost gateway commands -> the BRK's controlled stop, then EPB."""
+    rig = make_rig(seed=4)
+    stub = GatewayStub(rig, messages=["GW_DriveCommand", "GW_BrakeCommand"])
+    stub.set("GW_DriveCommand", GW_DriveEnable=1, GW_GearRequest=3, GW_EpbRequest=2, GW_TorqueRequest=300.0)
+    stub.set("GW_BrakeCommand", GW_BrakeEnable=1, GW_BrakePressureRequest=0.0)
+    rig.run_for(4.0)
+    v0 = rig.van.read("speed_mps")
+    assert v0 > 3.0 and rig.van.read("epb_state") == 0
+    stub.close()
+    rig.run_for(0.5)
+    assert rig.van.read("brake_pressure_bar") > 10.0 and rig.van.read("speed_mps") < v0
+    rig.run_for(6.0)
+    assert abs(rig.van.read("speed_mps")) < 0.01
+    assert rig.van.read("epb_state") == 1
+    assert rig.ecu("BRK").stats.commands_lost == 1 and rig.ecu("VCU").stats.commands_lost == 1
 
 
 def test_brake_and_steering_follow_their_commands(make_rig) -> None:
