@@ -213,7 +213,15 @@ def step(state, inp, out, thr):
     payload = u["cbc_payload_kg"] if payload_ok else k["rated_payload_kg"]
     overload = (not payload_ok) or payload > k["rated_payload_kg"] or _flag(u["cbc_payload_over_limit"])
     frac = _clamp(payload / k["rated_payload_kg"], 0.0, 1.0)
-    mass = k["curb_mass_kg"] + max(payload, 0.0)
+    if payload_ok:
+        s["payload_hold_ok"] = 1
+        s["payload_hold_kg"] = u["cbc_payload_kg"]
+    # brake-force mass: the live payload, else the last valid one (a stale CBC while moving
+    # must not turn a 2 m/s2 stop into 3 m/s2 by assuming rated payload), else rated
+    mass_payload = payload
+    if not payload_ok and s["payload_hold_ok"] == 1:
+        mass_payload = s["payload_hold_kg"]
+    mass = k["curb_mass_kg"] + max(mass_payload, 0.0)
 
     v_lim = k["v_max_empty_mps"] + (k["v_max_rated_mps"] - k["v_max_empty_mps"]) * frac
     a_max = k["a_max_empty_mps2"] + (k["a_max_rated_mps2"] - k["a_max_empty_mps2"]) * frac

@@ -300,6 +300,10 @@ STATE_DTYPE = np.dtype(
         ("torque_nm", np.float64),  # last torque command
         ("plaus_timer_s", np.float64),
         ("speed_mps", np.float64),
+        # last valid CBC payload: the mass for the brake force when the payload goes stale
+        # (cargo cannot change while moving; limits still take the rated payload then)
+        ("payload_hold_ok", np.uint8),
+        ("payload_hold_kg", np.float64),
     ]
 )
 

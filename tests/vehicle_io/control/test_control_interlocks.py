@@ -622,3 +622,27 @@ def test_door_stop_brakes_with_friction_when_the_drive_is_disabled() -> None:
     full_stop_bar = mass_kg * THR.door_stop_decel_mps2 / THR.brake_gain_n_per_bar
     assert y["brake_enable"] == 1
     assert y["brake_pressure_bar"] == pytest.approx(full_stop_bar, rel=1e-6)
+
+
+@pytest.mark.parametrize("payload_kg", [0.0, 400.0, 1500.0])
+def test_stale_payload_brakes_with_the_last_valid_payload(payload_kg: float) -> None:
+    """CBC silent during a door stop: the stop keeps its target deceleration (the last valid
+    payload, not the rated one); a payload never seen counts as rated."""
+    h = Harness()
+    h.set(cbc_payload_kg=payload_kg)
+    h.moving(10.0)
+    h.set_valid("cbc_doors", False)  # door status lost -> doors treated as open
+    h.set_valid("cbc_payload", False)
+    y = h.step(int(2.0 / DT_S))
+    assert h.flag("door_open") == 1 and h.flag("overload") == 1
+    held_bar = (THR.curb_mass_kg + payload_kg) * THR.door_stop_decel_mps2 / THR.brake_gain_n_per_bar
+    assert y["brake_pressure_bar"] == pytest.approx(held_bar, rel=1e-6)
+
+    never = Harness()
+    never.set_valid("cbc_payload", False)
+    never.moving(10.0)
+    never.set_valid("cbc_doors", False)
+    y = never.step(int(2.0 / DT_S))
+    assert never.flag("door_open") == 1
+    rated_bar = (THR.curb_mass_kg + THR.rated_payload_kg) * THR.door_stop_decel_mps2 / THR.brake_gain_n_per_bar
+    assert y["brake_pressure_bar"] == pytest.approx(rated_bar, rel=1e-6)
