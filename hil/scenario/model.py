@@ -23,7 +23,8 @@ Schema (every time in seconds of simulated bus time since the rig started)::
 
     [[action]]                        # timed actions; t = when, do = what
     t = 8.0
-    do = "open_door"                  # open_door(compartment), close_door(compartment),
+    do = "open_door"                  # open_door(compartment): latch broken, door open;
+                                      # close_door(compartment): pushed shut (0.5 s), latch mended;
     compartment = 2                   # payload(kg list), cell_temp_offset(cell, offset_c),
                                       # isolation(ohm), estop(source, active),
                                       # reset, bus_fault(bus, rule = FaultRule dict)
@@ -31,6 +32,7 @@ Schema (every time in seconds of simulated bus time since the rig started)::
     [[expect]]                        # kind = "reaches" | "stays" | "never" | "event"
     kind = "reaches"                  # signal in [lo, hi] within within_s of the reference
     signal = "van.speed_mps"          # van.<plant output> | gw.<control output> | doors_open
+                                      # | comp<N>.<door_open|lock_state|weight_kg|temp_c>
     lo = 0.0
     hi = 0.1
     after_event = "ILK_DOOR_OPEN"     # reference: first activation of that event code,
@@ -46,6 +48,7 @@ optional guard ``when_signal when_op when_value`` holds, on every tick in [from_
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,10 +164,15 @@ _EXPECT_KEYS = {"kind", "text", "signal", "lo", "hi", "op", "value", "when_signa
                 "after_s", "after_event", "within_s", "from_s", "until_s"}
 
 
+_COMPARTMENT_SIGNAL = re.compile(r"comp[1-6]\.(door_open|lock_state|weight_kg|temp_c)")
+
+
 def _signal(ctx: _Ctx, table: dict[str, Any], key: str, where: str) -> str:
     name = ctx.text(table, key, where)
-    if not (name == "doors_open" or (name.startswith(("van.", "gw.")) and len(name) > 4)):
-        raise ctx.fail(f"{where}.{key}", "van.<plant output>, gw.<control output> or doors_open", name)
+    if not (name == "doors_open" or (name.startswith(("van.", "gw.")) and len(name) > 4)
+            or _COMPARTMENT_SIGNAL.fullmatch(name)):
+        raise ctx.fail(f"{where}.{key}", "van.<plant output>, gw.<control output>, comp<1-6>.<door_open|lock_state|"
+                       "weight_kg|temp_c> or doors_open", name)
     return name
 
 

@@ -22,6 +22,11 @@ from hil.scenario.model import EPBS, GEARS, Action, Expectation, Scenario, Scena
 __all__ = ["ExpectationResult", "ScenarioResult", "run_scenario"]
 
 PERIOD_S = 0.01
+#: How long a scenario's close_door pushes the door shut.
+DOOR_PUSH_S = 0.5
+#: Sampled on every tick of every scenario, for the report's timeseries and the plot.
+TIMESERIES = ("van.speed_mps", "gw.torque_nm", "gw.brake_pressure_bar", "van.soc", "van.gear", "van.epb_state",
+              "doors_open", "van.pack_current_a")
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 
 
@@ -46,6 +51,7 @@ class ScenarioResult:
     events: list[dict[str, Any]]
     expectations: list[ExpectationResult]
     samples: dict[str, list[float]] = field(default_factory=dict)
+    times_s: list[float] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -73,13 +79,21 @@ def _feed(gw: Any, name: str, bus: Any) -> None:
     gw.process_batch(name, ids, data, lengths, times)
 
 
-def _apply(action: Action, rig: Any, loop: Any) -> None:
+def _apply(action: Action, rig: Any, loop: Any, pending: list[Action]) -> None:
     p = action.params
     model = rig.van.model
     if action.do == "open_door":
         model.force_door_open(int(p["compartment"]), True)
     elif action.do == "close_door":
-        model.force_door_open(int(p["compartment"]), False)
+        # A person pushes the door shut (and a forced-open latch is mended): in_door_close
+        # for DOOR_PUSH_S, then let go so a later release can open it again.
+        number = int(p["compartment"])
+        model.force_door_open(number, False)
+        model.set_compartment(number, door_close=1)
+        pending.append(Action(action.t + DOOR_PUSH_S, "_let_go", {"compartment": number}))
+        pending.sort(key=lambda a: a.t)
+    elif action.do == "_let_go":
+        model.set_compartment(int(p["compartment"]), door_close=0)
     elif action.do == "payload":
         model.set_payload(list(p["kg"]))
     elif action.do == "cell_temp_offset":
@@ -101,7 +115,48 @@ def _sample(rig: Any, out: Any, signal: str) -> float:
         return float(sum(rig.van.compartment(k)["door_open"] for k in range(1, n + 1)))
     if signal.startswith("van."):
         return float(rig.van.read(signal[4:]))
+    if signal.startswith("comp"):
+        number, _, key = signal[4:].partition(".")
+        return float(rig.van.compartment(int(number))[key])
     return float(out[signal[3:]][0])
+
+
+def _bus_event_recorder(rig: Any, out: list[dict[str, Any]]) -> Any:
+    """Controller error-state changes as report events: BUS_<NODE>_<STATE>, e.g. BUS_BMS_BUS_OFF.
+
+    A node that keeps failing cycles bus-off -> recovered every few ms; the report keeps the
+    first of each code on each bus, with ``count`` the number of times it happened.
+    """
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def seen(event: Any) -> None:
+        if event.code.startswith("node."):
+            code = f"BUS_{event.node.upper()}_{event.code[5:].upper()}"
+            ev = first.get((event.channel, code))
+            if ev is None:
+                ev = {"t": round((event.t_ps - rig.t0_ps) / 1e12, 6), "code": code, "bus": event.channel,
+                      "node": event.node, "active": True, "count": 0}
+                first[(event.channel, code)] = ev
+                out.append(ev)
+            ev["count"] += 1
+
+    return seen
+
+
+def _check_signals(sc: Scenario, signals: list[str], rig: Any) -> None:
+    """Every sampled name exists before the run starts (one line naming the first unknown)."""
+    from vehicle_io.control.layout import OUTPUT_DTYPE
+
+    for name in signals:
+        if name.startswith("gw."):
+            if name[3:] not in OUTPUT_DTYPE.names:
+                raise ScenarioError(f"{sc.source}: signal {name!r}: expected gw.<control output> "
+                                    f"(one of {', '.join(OUTPUT_DTYPE.names[:6])}, ...), but got an unknown name")
+        elif name.startswith("van."):
+            try:
+                rig.van.read(name[4:])
+            except Exception as err:  # EcuConfigError: the plant has no such output
+                raise ScenarioError(f"{sc.source}: signal {name!r}: {err}") from None
 
 
 def _reference(e: Expectation, events: list[dict[str, Any]]) -> float | None:
@@ -185,6 +240,9 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0) -> ScenarioResu
         except (EcuConfigError, PlantError, TypeError, ValueError) as err:
             raise ScenarioError(f"{sc.source}: set-up: {err}") from None
         buses = {b: rig.open_bus(b, node="GW") for b in ("pt", "body", "ads")}
+        bus_events: list[dict[str, Any]] = []
+        for b in buses:
+            rig.channel(b).add_event_observer(_bus_event_recorder(rig, bus_events))
         gate = TransmitGate(control_allowlist(rig.db), armed=buses)
         now = rig.clock.now
         gw = Gateway(buses, rig.db, clock=now, transmit_gate=gate, start=False)
@@ -192,7 +250,8 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0) -> ScenarioResu
         adc = rig.ecu("ADC")
         rig.start()
         signals = sorted({x for e in sc.expectations for x in (e.signal, e.when_signal) if x}
-                         | {"van.speed_mps", "gw.torque_nm", "doors_open"})
+                         | set(TIMESERIES))
+        _check_signals(sc, signals, rig)
         n = int(round(sc.duration_s / PERIOD_S))
         times = np.zeros(n)
         samples = {name: np.zeros(n) for name in signals}
@@ -209,10 +268,12 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0) -> ScenarioResu
             while actions and actions[0].t <= t_s + 1e-9:
                 a = actions.pop(0)
                 try:
-                    _apply(a, rig, loop)
+                    _apply(a, rig, loop, actions)
                 except (EcuConfigError, PlantError, TypeError, ValueError, KeyError) as err:
                     raise ScenarioError(f"{sc.source}: action {a.do} at t={a.t:g}: {err}") from None
-                action_events.append({"t": round(t_s, 6), "code": f"SCN_{a.do.upper()}", "action": a.do, **_plain(a.params)})
+                if not a.do.startswith("_"):
+                    action_events.append({"t": round(t_s, 6), "code": f"SCN_{a.do.upper()}", "action": a.do,
+                                          **_plain(a.params)})
             for name, bus in buses.items():
                 _feed(gw, name, bus)
             t_now = now()
@@ -222,10 +283,10 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0) -> ScenarioResu
             for name in signals:
                 samples[name][k] = _sample(rig, out, name)
         loop_events = [{**ev, "t": round(ev["t"] - rig.t0_ps / 1e12, 6)} for ev in loop.event_dicts()]
-        events = sorted(loop_events + action_events, key=lambda ev: ev["t"])
+        events = sorted(loop_events + action_events + bus_events, key=lambda ev: ev["t"])
         results = [_evaluate(e, times, samples, events, sc.duration_s) for e in sc.expectations]
         return ScenarioResult(sc.name, seed, sc.duration_s, time.perf_counter() - wall0, events, results,
-                              {k: v.tolist() for k, v in samples.items()})
+                              {k: v.tolist() for k, v in samples.items()}, times.tolist())
     finally:
         if gw is not None:
             gw.shutdown()

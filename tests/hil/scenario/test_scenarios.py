@@ -57,3 +57,31 @@ def test_same_seed_same_report() -> None:
     a = report_dict(run_scenario(path, seed=3), wall_time=False)
     b = report_dict(run_scenario(path, seed=3), wall_time=False)
     assert a == b
+
+
+@pytest.mark.parametrize("signal", ["van.speeed_mps", "gw.torqe", "comp7.door_open", "comp3.colour"])
+def test_unknown_signal_exits_2_naming_it(signal: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "sig.toml"
+    bad.write_text(f'[scenario]\nname = "x"\nduration_s = 0.5\n[[expect]]\nkind = "stays"\nsignal = "{signal}"\nlo = 0\n')
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and signal in err
+
+
+def test_report_timeseries_and_bus_state_events(tmp_path: Path) -> None:
+    """The timeseries has one sample per 10 ms tick for every default signal; a node that
+    keeps going bus-off is reported once per state with its count, not thousands of times."""
+    text = (SCENARIOS[0].parent / "bms_bus_off.toml").read_text().split("[[expect]]")[0]
+    text = text.replace("duration_s = 25.0", "duration_s = 11.0")
+    text += '[[expect]]\nkind = "event"\ncode = "BUS_BMS_BUS_OFF"\nafter_s = 10.0\nwithin_s = 0.2\n'
+    path = tmp_path / "short.toml"
+    path.write_text(text)
+    doc = report_dict(run_scenario(path), wall_time=False)
+    series = doc["timeseries"]
+    assert len(series["t_s"]) == 1100 and series["t_s"][0] == pytest.approx(0.01)
+    for name in ("van.speed_mps", "gw.torque_nm", "van.soc", "doors_open", "van.gear"):
+        assert len(series[name]) == 1100
+    assert 0.0 < min(series["van.soc"]) <= max(series["van.soc"]) <= 1.0
+    bus_off = [ev for ev in doc["events"] if ev["code"] == "BUS_BMS_BUS_OFF"]
+    assert len(bus_off) == 1 and bus_off[0]["count"] >= 2 and bus_off[0]["bus"] == "pt"
+    assert 10.0 <= bus_off[0]["t"] <= 10.1
