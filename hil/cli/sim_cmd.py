@@ -3,7 +3,10 @@
 The simulated Z10 in real time: the van model and its ECUs (VCU, MCU, BMS, EPS, BRK, CBC and
 the autonomy-computer stand-in) on the timed virtual buses pt, body (500 kbit/s) and ads
 (CAN FD 500 kbit/s / 2 Mbit/s), UDS servers on the VCU, BMS and CBC, all behind a socketcand
-hub on 127.0.0.1. ``--no-van`` serves the bare buses; ``--no-adc`` leaves the autonomy
+hub on 127.0.0.1. The ECUs' fault monitors set DTCs from the live van and bus (over-temperature,
+isolation, lost communication), and CommunicationControl (0x28) silences an ECU's normal
+traffic (:mod:`hil.uds.live`); the ECUs accept images signed with the development key unless
+``--trusted-key`` names another public key. ``--no-van`` serves the bare buses; ``--no-adc`` leaves the autonomy
 computer's ids to a client. Any socketcand client attaches from another process::
 
     can.Bus(interface="socketcand", host="127.0.0.1", port=29536, channel="pt")
@@ -38,17 +41,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-adc", action="store_true",
                         help="no autonomy-computer stand-in (a client plays the ADC on ads)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the van (cell spread, phases; default 0)")
+    parser.add_argument("--trusted-key", metavar="FILE",
+                        help="Ed25519 public key the simulated ECUs accept flash images from "
+                             "(default: the development key)")
     parser.add_argument("--max-clients", type=int, default=64, help="most clients at once (default 64)")
     parser.add_argument("--client-buffer-kib", type=int, default=4096,
                         help="output buffered per client before frames for it are dropped and counted (default 4096)")
 
 
-def _start_van(args: argparse.Namespace) -> tuple[Any, list[Any], list[Any]]:
-    """The rig (van + ECUs on real time) and the UDS servers on their own bus nodes."""
+def _start_van(args: argparse.Namespace) -> tuple[Any, list[Any], list[Any], Any]:
+    """The rig (van + ECUs on real time), the UDS servers on their own bus nodes, their monitors."""
     from hil.ecus.registry import node_names
     from hil.rig import Rig
     from hil.uds.ecus import attach, make_servers
+    from hil.uds.live import LiveDiagnostics
     from hil.uds.server import Conditions
+
+    trusted_key = None
+    if getattr(args, "trusted_key", None):
+        from vehicle_io.flash.signing import load_public_key
+
+        trusted_key = load_public_key(args.trusted_key)
 
     nodes = [n for n in node_names() if not (args.no_adc and n == "ADC")]
     rig = Rig(seed=args.seed, clock="real", nodes=nodes)
@@ -63,23 +76,26 @@ def _start_van(args: argparse.Namespace) -> tuple[Any, list[Any], list[Any]]:
     def conditions() -> Conditions:
         return Conditions(speed_mps=float(rig.van.read("speed_mps")))
 
-    servers = make_servers(live=live, conditions=conditions, clock=lambda: rig.t_s)
+    servers = make_servers(live=live, conditions=conditions, clock=lambda: rig.t_s, trusted_key=trusted_key)
     buses = [rig.open_bus(name, node=f"UDS-{name}") for name in ("pt", "body")]
     transports = attach({"pt": buses[0], "body": buses[1]}, servers)
-    return rig, transports, buses
+    locks = {t.address.name: t.lock for t in transports}
+    diagnostics = LiveDiagnostics(rig, servers, {"pt": buses[0], "body": buses[1]}, live, locks=locks).start()
+    return rig, transports, buses, diagnostics
 
 
 def run(args: argparse.Namespace) -> int:
     from hil.hub import Hub, default_channels
 
     rig = None
+    diagnostics = None
     transports: list[Any] = []
     uds_buses: list[Any] = []
     options: dict[str, Any] = {}
     if not args.no_van:
         if args.interface != "hilbus":
             raise ValueError("the simulated van runs on the timed bus: use --interface hilbus or --no-van")
-        rig, transports, uds_buses = _start_van(args)
+        rig, transports, uds_buses, diagnostics = _start_van(args)
         options["clock"] = rig.clock
     hub = Hub(
         default_channels(args.interface, **options),
@@ -113,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         hub.serve_until(stop)
     finally:
         hub.shutdown()
+        if diagnostics is not None:
+            diagnostics.shutdown()
         for transport in transports:
             transport.shutdown()
         for bus in uds_buses:

@@ -36,10 +36,15 @@ BMS    U0100-00     lost communication with the VCU
 CBC    U0100-00     lost communication with the VCU
 CBC    B1A10-00     cargo-bay over-temperature
 =====  ===========  ==========================================================
+
+Every Z10 ECU verifies the Ed25519 signature of a downloaded image (scheme
+:mod:`vehicle_io.flash.signing`) before it makes the bank bootable; the simulator trusts the
+public DEVELOPMENT key by default (``make_servers(trusted_key=...)`` trusts another).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -52,13 +57,27 @@ if TYPE_CHECKING:
 
     from hil.uds.transport import UdsEcuTransport
 
-__all__ = ["Z10_ECUS", "attach", "make_servers"]
+__all__ = ["Z10_ECUS", "attach", "image_verifier", "make_servers"]
+
+
+def image_verifier(ecu: str, public_key: Any = None) -> Callable[[int, bytes, bytes], bool]:
+    """The ECU's signature check: Ed25519 with ``public_key`` (default: the development key)."""
+    keys: list[Any] = [] if public_key is None else [public_key]
+
+    def verify(address: int, image: bytes, signature: bytes) -> bool:
+        from vehicle_io.flash.signing import dev_public_key, verify_image
+
+        if not keys:
+            keys.append(dev_public_key())  # loaded at the first check: building an ECU stays cheap
+        return verify_image(keys[0], ecu, address, image, signature)
+
+    return verify
 
 _VIN = "WZ1ZE10SM00000001"
 
 Z10_ECUS: dict[str, EcuConfig] = {
     "vcu": EcuConfig(
-        name="vcu", vin=_VIN, serial="VCU-SIM-0001", software_version="VCU 3.2.0",
+        name="vcu", vin=_VIN, image_verifier=image_verifier("vcu"), serial="VCU-SIM-0001", software_version="VCU 3.2.0",
         live_dids=(
             LiveDid(0x0101, "vehicle speed", "speed_mps", scale=0.01, signed=True),
             LiveDid(0x0102, "motor speed", "motor_speed_rpm", scale=1.0, signed=True),
@@ -70,7 +89,7 @@ Z10_ECUS: dict[str, EcuConfig] = {
         ),
     ),
     "bms": EcuConfig(
-        name="bms", vin=_VIN, serial="BMS-SIM-0001", software_version="BMS 1.7.4",
+        name="bms", vin=_VIN, image_verifier=image_verifier("bms"), serial="BMS-SIM-0001", software_version="BMS 1.7.4",
         live_dids=(
             LiveDid(0x0201, "state of charge", "soc", scale=0.001),
             LiveDid(0x0202, "pack voltage", "pack_voltage_v", scale=0.1),
@@ -85,7 +104,7 @@ Z10_ECUS: dict[str, EcuConfig] = {
         ),
     ),
     "cbc": EcuConfig(
-        name="cbc", vin=_VIN, serial="CBC-SIM-0001", software_version="CBC 2.0.1",
+        name="cbc", vin=_VIN, image_verifier=image_verifier("cbc"), serial="CBC-SIM-0001", software_version="CBC 2.0.1",
         live_dids=(
             LiveDid(0x0301, "cargo-bay temperature", "cargo_bay_temp_c", scale=0.1, signed=True),
             LiveDid(0x0302, "cargo door open", "cargo_door_open", scale=1.0, size=1),
@@ -100,12 +119,21 @@ Z10_ECUS: dict[str, EcuConfig] = {
 
 def make_servers(*, live: Callable[[], Mapping[str, float]] | None = None,
                  conditions: Callable[[], Conditions] | None = None,
-                 clock: Callable[[], float] | None = None, **kwargs: Any) -> dict[str, UdsServer]:
-    """A fresh UdsServer per Z10 ECU, all reading the same plant values and conditions."""
+                 clock: Callable[[], float] | None = None, trusted_key: Any = None,
+                 **kwargs: Any) -> dict[str, UdsServer]:
+    """A fresh UdsServer per Z10 ECU, all reading the same plant values and conditions.
+
+    ``trusted_key``: the Ed25519 public key the ECUs accept images from (default: the
+    development key).
+    """
     extra: dict[str, Any] = dict(kwargs)
     if clock is not None:
         extra["clock"] = clock
-    return {name: UdsServer(config, live=live, conditions=conditions, **extra) for name, config in Z10_ECUS.items()}
+    configs = dict(Z10_ECUS)
+    if trusted_key is not None:
+        configs = {name: dataclasses.replace(config, image_verifier=image_verifier(name, trusted_key))
+                   for name, config in configs.items()}
+    return {name: UdsServer(config, live=live, conditions=conditions, **extra) for name, config in configs.items()}
 
 
 def attach(buses: Mapping[str, can.BusABC], servers: Mapping[str, UdsServer]) -> list[UdsEcuTransport]:

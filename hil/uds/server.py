@@ -109,7 +109,7 @@ _PROGRAMMING = frozenset({Session.PROGRAMMING})
 
 #: service id -> sessions it is available in
 _SERVICE_SESSIONS: dict[int, frozenset[int]] = {
-    0x10: _ALL, 0x11: _ALL, 0x14: _NOT_PROGRAMMING, 0x19: _NOT_PROGRAMMING, 0x22: _ALL,
+    0x10: _ALL, 0x11: _ALL, 0x14: _NOT_PROGRAMMING, 0x19: _NOT_PROGRAMMING, 0x22: _ALL, 0x23: _NON_DEFAULT,
     0x27: _NON_DEFAULT, 0x28: _NON_DEFAULT, 0x2E: _NON_DEFAULT, 0x31: _NON_DEFAULT,
     0x34: _PROGRAMMING, 0x36: _PROGRAMMING, 0x37: _PROGRAMMING, 0x3E: _ALL, 0x85: _NON_DEFAULT,
 }
@@ -188,10 +188,13 @@ class EcuConfig:
     erase_s_per_mib: float = 1.0
     #: interval of repeated 0x78 while a job runs (well inside P2*)
     pending_interval_s: float = 2.0
-    #: authenticity check of a downloaded image: ``(image, signature) -> bool``, the signature
-    #: being the option record of check-programming-dependencies (0xFF01). None: the ECU
-    #: accepts unsigned images (a development ECU). A production ECU sets it (Ed25519).
-    image_verifier: Callable[[bytes, bytes], bool] | None = None
+    #: authenticity check of a downloaded image: ``(address, image, signature) -> bool``, the
+    #: signature being the option record of check-programming-dependencies (0xFF01). None: the
+    #: ECU accepts unsigned images (a bare development ECU). The Z10 ECUs set it (Ed25519,
+    #: :mod:`vehicle_io.flash.signing`).
+    image_verifier: Callable[[int, bytes, bytes], bool] | None = None
+    #: largest ReadMemoryByAddress answer (0x63 + data) the ISO-TP link can carry
+    max_read_length: int = 4095
 
     def __post_init__(self) -> None:
         if len(self.vin) != 17 or not self.vin.isascii():
@@ -556,6 +559,16 @@ class UdsServer:
             raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
         return b"\x62" + body
 
+    def _read_memory(self, req: bytes) -> bytes:
+        """ReadMemoryByAddress (0x23) of the running bank: the tester's read-back after a flash."""
+        address, length = self._parse_address_length(req[1:])
+        if length == 0 or address + length > self.nv.flash.bank_size or length + 1 > self.config.max_read_length:
+            raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
+        if not self.security_level:
+            raise _NegativeResponse(Nrc.SECURITY_ACCESS_DENIED)  # program memory is the maker's IP
+        flash = self.nv.flash
+        return b"\x63" + bytes(flash.banks[flash.active].data[address:address + length])
+
     def _write_data(self, req: bytes) -> bytes:
         self._need_length(req, 4)
         did = int.from_bytes(req[1:3], "big")
@@ -724,7 +737,7 @@ class UdsServer:
             reason = "" if signature else "the image is not signed"
             if signature:
                 try:
-                    if not verifier(image, signature):
+                    if not verifier(flash.download_address, image, signature):
                         reason = "the image signature does not match the image"
                 except Exception as err:  # noqa: BLE001 - a malformed signature is a rejected image
                     reason = f"the image signature could not be checked: {err}"
@@ -821,6 +834,7 @@ class UdsServer:
         0x14: _clear_dtc,
         0x19: _read_dtc,
         0x22: _read_data,
+        0x23: _read_memory,
         0x27: _security_access,
         0x28: _communication_control,
         0x2E: _write_data,

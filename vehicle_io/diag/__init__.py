@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DiagError", "DiagTimeout", "DtcEntry", "ECUS", "EcuAddress", "EcuIdentity",
     "FUNCTIONAL_REQUEST_ID", "IDENTITY_DIDS", "acquire_notifier", "release_notifier", "NegativeResponseError", "SESSIONS", "SessionTiming",
-    "change_session", "clear_dtcs", "dtc_text", "ecu_by_name", "isotp_params", "open_client",
+    "change_session", "clear_dtcs", "send_functional", "dtc_text", "ecu_by_name", "isotp_params", "open_client",
     "read_did", "read_dtcs", "scan", "tester_present",
 ]
 
@@ -289,15 +289,30 @@ def change_session(bus: can.BusABC, ecu: EcuAddress, session: str | int, *, time
 
 def tester_present(bus: can.BusABC, *, fd: bool = False) -> None:
     """One functional TesterPresent with the suppress-positive-response bit (keeps sessions alive)."""
-    import can
+    send_functional(bus, b"\x3e\x80", fd=fd)
+
+
+def send_functional(bus: can.BusABC, payload: bytes, *, fd: bool = False, settle_s: float = 0.02) -> None:
+    """One functionally addressed request (0x7DF, a single frame); answers are not awaited.
+
+    Meant for requests with the suppress-positive-response bit set. ``settle_s`` gives the
+    frame time to leave before the ISO-TP stack is stopped.
+    """
     import isotp
 
+    if not 1 <= len(payload) <= (62 if fd else 7):
+        raise DiagError(f"expected a functional request of 1..{62 if fd else 7} bytes (one frame), "
+                        f"but got {len(payload)}")
     notifier = acquire_notifier(bus)
     address = isotp.Address(isotp.AddressingMode.Normal_11bits, txid=FUNCTIONAL_REQUEST_ID, rxid=0x7E8)
     stack = isotp.NotifierBasedCanStack(bus, notifier, address=address, params=isotp_params(fd))
     try:
         stack.start()
-        stack.send(b"\x3e\x80", target_address_type=isotp.TargetAddressType.Functional, send_timeout=1.0)
+        stack.send(bytes(payload), target_address_type=isotp.TargetAddressType.Functional, send_timeout=1.0)
+        deadline = time.monotonic() + 1.0
+        while stack.transmitting() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(settle_s)
     finally:
         stack.stop()
         release_notifier(bus, notifier)

@@ -28,6 +28,8 @@ class Ecu:
 
     def __init__(self, **config: object) -> None:
         self.clock = StepClock(follow_real_time=False)
+        # unsigned images unless the test gives a verifier (the Ed25519 path: tests/vehicle_io/flash)
+        config.setdefault("image_verifier", None)
         self.config = dataclasses.replace(Z10_ECUS["vcu"], max_block_length=8, **config)
         self.nv = EcuNvState.for_config(self.config)
         bank_a = self.nv.flash.banks["A"]
@@ -125,8 +127,9 @@ def test_an_interrupted_flash_never_bricks_and_a_retry_succeeds(cut, how, noise)
 SECRET = b"test-signing-secret"
 
 
-def verifier(image: bytes, signature: bytes) -> bool:
-    """A stand-in for the Ed25519 check: the engine only sees (image, signature) -> bool."""
+def verifier(address: int, image: bytes, signature: bytes) -> bool:
+    """A stand-in for the Ed25519 check: the engine only sees (address, image, signature) -> bool."""
+    assert address == 0
     return hmac.compare_digest(hmac.new(SECRET, image, hashlib.sha256).digest(), signature)
 
 
@@ -148,7 +151,7 @@ def test_signed_images_only(signature, accepted):
 
 
 def test_a_verifier_that_raises_rejects_the_image():
-    def broken(image: bytes, signature: bytes) -> bool:
+    def broken(address: int, image: bytes, signature: bytes) -> bool:
         raise ValueError("not a valid Ed25519 signature length")
 
     ecu = Ecu(image_verifier=broken)

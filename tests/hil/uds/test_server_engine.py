@@ -14,6 +14,7 @@ from hil.uds.ecus import Z10_ECUS, make_servers
 from hil.uds.server import EcuConfig, EcuNvState, UdsServer
 from uds_helpers import StepClock, Van
 from vehicle_io.diag.security import dev_key
+from vehicle_io.flash.signing import dev_private_key, sign_image
 
 LIVE = {"soc": 0.8125, "pack_voltage_v": 355.2, "pack_current_a": -12.3, "cell_t_max_c": 31.4,
         "isolation_resistance_ohm": 2.5e6, "speed_mps": 0.0, "motor_speed_rpm": 0.0}
@@ -213,7 +214,10 @@ def test_full_flash_activates_the_other_bank_only_after_dependencies_and_reset(c
     assert server.handle(b"\x31\x01\x02\x02" + zlib.crc32(image).to_bytes(4, "big")) == [b"\x71\x01\x02\x02\x00"]
     assert server.handle(b"\x31\x03\x02\x02") == [b"\x71\x03\x02\x02\x00"]
     assert server.nv.flash.active == "A"
-    assert server.handle(b"\x31\x01\xff\x01") == [b"\x71\x01\xff\x01\x00"]
+    assert server.handle(b"\x31\x01\xff\x01") == nrc(0x31, 0x72)  # unsigned: refused, CRC check void
+    assert server.handle(b"\x31\x01\x02\x02" + zlib.crc32(image).to_bytes(4, "big")) == [b"\x71\x01\x02\x02\x00"]
+    signature = sign_image(dev_private_key(), "bms", 0, image).signature
+    assert server.handle(b"\x31\x01\xff\x01" + signature) == [b"\x71\x01\xff\x01\x00"]
     assert server.nv.flash.active == "A"  # still the old image until the reset
     server.handle(b"\x11\x01")
     assert server.nv.flash.active == "B" and bytes(server.nv.flash.banks["B"].data[:len(image)]) == image
@@ -264,15 +268,15 @@ def test_download_nrcs(clock, van):
 # ------------------------------------------------------------------ addressing and robustness
 def test_functional_requests_suppress_the_nrcs_iso_says(clock):
     server = make(clock)
-    assert server.handle(b"\x23\x00", functional=True) == []        # 0x11
+    assert server.handle(b"\x24\x00", functional=True) == []        # 0x11
     assert server.handle(b"\x3e\x05", functional=True) == []        # 0x12
     assert server.handle(b"\x22\x12\x34", functional=True) == []    # 0x31
     assert server.handle(b"\x2e\xf1\x90", functional=True) == []    # 0x7F
     assert server.handle(b"\x3e", functional=True) == nrc(0x3E, 0x13)  # others still answered
-    assert server.handle(b"\x23\x00") == nrc(0x23, 0x11)
+    assert server.handle(b"\x24\x00") == nrc(0x24, 0x11)
 
 
-SERVICE_IDS = st.sampled_from([0x10, 0x11, 0x14, 0x19, 0x22, 0x27, 0x28, 0x2E, 0x31, 0x34, 0x36, 0x37, 0x3E, 0x85])
+SERVICE_IDS = st.sampled_from([0x10, 0x11, 0x14, 0x19, 0x22, 0x23, 0x27, 0x28, 0x2E, 0x31, 0x34, 0x36, 0x37, 0x3E, 0x85])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

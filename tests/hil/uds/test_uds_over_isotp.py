@@ -28,6 +28,7 @@ from hil.uds.server import UdsServer
 from uds_helpers import StepClock, Van
 from vehicle_io import diag
 from vehicle_io.diag.security import dev_key
+from vehicle_io.flash.signing import dev_private_key, sign_image
 
 LIVE = {"soc": 0.5, "pack_voltage_v": 340.0, "pack_current_a": 5.0, "cell_t_max_c": 25.0,
         "isolation_resistance_ohm": 1e6, "speed_mps": 0.0, "motor_speed_rpm": 0.0}
@@ -208,7 +209,7 @@ def test_tester_present_and_suppressed_positive_response(bms, rig):
     with bms.suppress_positive_response:
         bms.tester_present()
     assert raw(bms, b"\x3e\x01") == b"\x7f\x3e\x12"
-    expect_nrc(0x11, bms.read_memory_by_address, MemoryLocation(0x0, 4, 32, 32))
+    expect_nrc(0x7F, bms.read_memory_by_address, MemoryLocation(0x0, 4, 32, 32))  # not in default session
 
 
 def test_flash_sequence_with_pending_erase_and_counter_wrap(bms, rig):
@@ -238,7 +239,11 @@ def test_flash_sequence_with_pending_erase_and_counter_wrap(bms, rig):
     expect_nrc(0x24, bms.transfer_data, 1, b"\x00")
     expect_nrc(0x24, bms.request_transfer_exit)
     assert bms.start_routine(0x0202, zlib.crc32(image).to_bytes(4, "big")).service_data.routine_status_record == b"\x00"
-    assert bms.start_routine(0xFF01).service_data.routine_status_record == b"\x00"
+    expect_nrc(0x72, bms.start_routine, 0xFF01)  # the Z10 ECUs take signed images only
+    assert server.nv.flash.pending_activation is None
+    signature = sign_image(dev_private_key(), "bms", 0, image).signature
+    assert bms.start_routine(0x0202, zlib.crc32(image).to_bytes(4, "big")).service_data.routine_status_record == b"\x00"
+    assert bms.start_routine(0xFF01, signature).service_data.routine_status_record == b"\x00"
     bms.ecu_reset(1)
     assert server.nv.flash.active == "B"
     assert server.counters["nrc_78"] == 0 and rig.transports[1].stats["responses"] > 300
