@@ -25,9 +25,18 @@ from vehicle_io.errors import VehicleIoError
 
 #: Built-in subcommands: name -> module. Adding a subcommand is one module and one line.
 COMMANDS: dict[str, str] = {
+    "list": "vehicle_io.cli.list_cmd",
+    "dump": "vehicle_io.cli.dump_cmd",
     "dbc": "vehicle_io.cli.dbc_cmd",
     "decode": "vehicle_io.cli.decode_cmd",
+    "monitor": "vehicle_io.cli.monitor_cmd",
+    "send": "vehicle_io.cli.send_cmd",
+    "log": "vehicle_io.cli.log_cmd",
+    "replay": "vehicle_io.cli.replay_cmd",
+    "convert": "vehicle_io.cli.convert_cmd",
+    "plot": "vehicle_io.cli.plot_cmd",
     "diag": "vehicle_io.cli.diag_cmd",
+    "flash": "vehicle_io.cli.flash_cmd",
     "gateway": "vehicle_io.cli.gateway_cmd",
 }
 
