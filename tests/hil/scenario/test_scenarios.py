@@ -85,3 +85,24 @@ def test_report_timeseries_and_bus_state_events(tmp_path: Path) -> None:
     bus_off = [ev for ev in doc["events"] if ev["code"] == "BUS_BMS_BUS_OFF"]
     assert len(bus_off) == 1 and bus_off[0]["count"] >= 2 and bus_off[0]["bus"] == "pt"
     assert 10.0 <= bus_off[0]["t"] <= 10.1
+
+
+def test_list_shows_every_bundled_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["name"] for r in rows) == sorted(p.stem for p in SCENARIOS)
+    assert all(r["duration_s"] > 0 and r["description"] for r in rows)
+
+
+def test_bundled_name_runs_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="the plot needs the plots extra (matplotlib)")
+    png = tmp_path / "o.png"
+    assert main(["run", "overload_1700kg", "--plot", str(png), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scenario"] == "overload_1700kg" and doc["passed"] is True
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_unknown_scenario_name_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "no_such_scenario"]) == 2
+    assert "no_such_scenario" in capsys.readouterr().err
