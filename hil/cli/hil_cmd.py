@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
               f"({result.duration_s:g} s simulated in {result.wall_time_s:.1f} s)")
     if args.report:
         try:
+            Path(args.report).parent.mkdir(parents=True, exist_ok=True)
             write_report(result, args.report)
         except OSError as err:
             print(f"z10 hil run: cannot write report {args.report}: {err.strerror or err}", file=sys.stderr)
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         try:
+            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
             plot_report(report_dict(result), args.plot)
         except ImportError as err:
             print(f"z10 hil run: --plot needs matplotlib ({err}); install with: pip install 'z10-hil[plots]'",
