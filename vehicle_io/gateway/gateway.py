@@ -388,7 +388,8 @@ class Gateway:
                 self.store.check_deadlines(now)
 
     def _drain(self) -> None:
-        for name, listener in self._listeners.items():
+        # a snapshot: start() attaches the buses while this worker already runs
+        for name, listener in tuple(self._listeners.items()):
             buffer = listener.buffer
             popleft = buffer.popleft
             while buffer:
