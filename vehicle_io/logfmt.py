@@ -213,8 +213,14 @@ class _NumberedWriter(can.Listener):
 
     def flush(self) -> None:
         """Push what is written so far to the file (a live recording survives a crash)."""
-        if self._writer is not None:
-            self._writer.flush()
+        writer = self._writer
+        if writer is None:
+            return
+        flush = getattr(writer, "flush", None)
+        if flush is not None:
+            flush()
+        # python-can's BLFWriter has no flush: it writes whole (compressed) containers, and
+        # stop() writes the last one, so Ctrl-C still loses nothing; only a hard kill can.
 
     def stop(self) -> None:
         """Close the current file (idempotent)."""
@@ -408,8 +414,14 @@ class RotatingWriter:
 
     def flush(self) -> None:
         """Push what is written so far to the file (a live recording survives a crash)."""
-        if self._writer is not None:
-            self._writer.flush()
+        writer = self._writer
+        if writer is None:
+            return
+        flush = getattr(writer, "flush", None)
+        if flush is not None:
+            flush()
+        # python-can's BLFWriter has no flush: it writes whole (compressed) containers, and
+        # stop() writes the last one, so Ctrl-C still loses nothing; only a hard kill can.
 
     def stop(self) -> None:
         """Close the current file (idempotent)."""

@@ -121,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:  # a bug: one line for the user, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"error: internal error in `z10 {args.command}`: {type(err).__name__}: {err} "
+              "(a bug; run again with --debug for the traceback and report it)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

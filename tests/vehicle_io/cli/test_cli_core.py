@@ -56,3 +56,21 @@ def test_a_broken_plugin_is_listed_and_explains_itself(monkeypatch, capsys: pyte
     assert cli.main(["broken"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert err == "error: subcommand 'broken' is not available here: No module named 'no_such_module_for_z10'"
+
+
+def test_unexpected_exception_is_one_line_and_exit_1(monkeypatch, capsys) -> None:
+    """A bug in a command: one `error:` line naming the command, exit 1; --debug re-raises."""
+    import vehicle_io.cli as cli
+    from vehicle_io.cli import list_cmd
+
+    def broken(args):
+        raise AttributeError("'Thing' object has no attribute 'flush'")
+
+    monkeypatch.setattr(list_cmd, "run", broken)
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: internal error in `z10 list`") and "flush" in err
+    import pytest
+
+    with pytest.raises(AttributeError):
+        cli.main(["--debug", "list"])
