@@ -55,6 +55,9 @@ from hil.bus.bits import (
     fd_padded_length,
     frame_bits,
 )
+from hil.bus.batch import CAN_EFF_FLAG as _EFF
+from hil.bus.batch import CAN_RTR_FLAG as _RTR
+from hil.bus.batch import FrameBatch
 from hil.bus.clock import PRIO_ARBITRATION, PRIO_EVENT, PS_PER_S, Clock, TimerHandle, make_clock
 from hil.bus.errors import BusConfigError, BusOffError, InvalidFrameError, TransmitQueueFull
 from hil.bus.faults import (
@@ -449,6 +452,7 @@ class Endpoint:
         self.tx_queue_size = tx_queue_size
         self.on_frame = on_frame
         self._rx: deque[can.Message] = deque()
+        self._sink: FrameBatch | None = None
         self._filters: tuple[tuple[int, int, bool | None], ...] | None = None
         self.tx_pending = 0
         self.callback_errors = 0
@@ -495,7 +499,19 @@ class Endpoint:
         :class:`BusOffError` while the node is bus-off and :class:`InvalidFrameError` for a
         frame that cannot exist on this channel (counted as rejected).
         """
-        tx = self.channel._make_tx(msg, self)
+        self._send_tx(self.channel._make_tx(msg, self), timeout)
+
+    def send_data(self, arbitration_id: int, data: bytes, *, is_extended_id: bool = False, is_fd: bool = False,
+                  bitrate_switch: bool = False, timeout: float | None = None) -> None:
+        """Queue a data frame given as fields: :meth:`send` of the same ``can.Message``, without building it.
+
+        The same checks, errors and timing; for senders inside the rig that make a frame per
+        cycle (the simulated ECUs).
+        """
+        self._send_tx(self.channel._make_data_tx(arbitration_id, data, is_extended_id, is_fd, bitrate_switch, self),
+                      timeout)
+
+    def _send_tx(self, tx: _Tx, timeout: float | None) -> None:
         with self.clock.lock:
             node = self._node
             if self.closed or node.listen_only or node.counters.bus_off:
@@ -538,6 +554,22 @@ class Endpoint:
 
     def _has_rx(self) -> bool:
         return bool(self._rx) or self.closed
+
+    def collect(self) -> FrameBatch:
+        """Receive into a :class:`~hil.bus.batch.FrameBatch` (arrays) instead of the queue.
+
+        From now on every frame this endpoint receives (filters apply as before) goes to the
+        batch, in the same order and with the same timestamps; frames already queued move into
+        it first. Idempotent: returns the same batch. For a consumer that wants the frame-batch
+        arrays anyway (the gateway in a simulated scenario): no Message per frame.
+        """
+        with self.clock.lock:
+            if self._sink is None:
+                sink = FrameBatch(self.clock.lock)
+                while self._rx:
+                    sink.add_message(self._rx.popleft())
+                self._sink = sink
+            return self._sink
 
     def poll(self) -> can.Message | None:
         """The next received frame, or None at once."""
@@ -610,6 +642,9 @@ class Endpoint:
             self._deliver(msg)
 
     def _deliver(self, msg: can.Message) -> None:
+        if self._sink is not None:
+            self._sink.add_message(msg)
+            return
         callback = self.on_frame
         if callback is not None:
             try:
@@ -1011,6 +1046,33 @@ class Channel:
             self._reject(endpoint, wrapped)
             raise wrapped from err
 
+    def _make_data_tx(self, arbitration_id: int, data: bytes, is_ext: bool, is_fd: bool, brs: bool,
+                      endpoint: Endpoint) -> _Tx:
+        """:meth:`_make_tx` for a data frame given as fields (same checks, same messages)."""
+        try:
+            limit = 0x1FFFFFFF if is_ext else 0x7FF
+            if not 0 <= arbitration_id <= limit:
+                kind = "29-bit" if is_ext else "11-bit"
+                raise InvalidFrameError(f"{self.name}/{endpoint.node}: expected a {kind} id, but got 0x{arbitration_id:X}")
+            size = len(data)
+            if is_fd:
+                if not (self.fd and endpoint.fd):
+                    raise InvalidFrameError(f"{self.name}/{endpoint.node}: expected a classic frame on this classic CAN endpoint, but got CAN FD")
+                if size > 64:
+                    raise InvalidFrameError(f"{self.name}/{endpoint.node}: expected at most 64 data bytes, but got {size}")
+                padded = fd_padded_length(size)
+                if padded != size:
+                    data += bytes(padded - size)
+                return _Tx(arbitration_id, is_ext, False, True, brs, False, padded, data, endpoint)
+            if brs:
+                raise InvalidFrameError(f"{self.name}/{endpoint.node}: expected bitrate_switch only on CAN FD frames")
+            if size > 8:
+                raise InvalidFrameError(f"{self.name}/{endpoint.node}: expected at most 8 data bytes in a classic frame, but got {size}")
+            return _Tx(arbitration_id, is_ext, False, False, False, False, size, data, endpoint)
+        except InvalidFrameError as err:
+            self._reject(endpoint, err)
+            raise
+
     def _reject(self, endpoint: Endpoint, err: Exception) -> None:
         with self.clock.lock:
             endpoint._node.rejected += 1
@@ -1351,16 +1413,26 @@ class Channel:
             brs = tx.brs
             dlc = tx.dlc
             data = tx.data
+            ident = -1
             for endpoint in routes:
                 receiver = endpoint._node
                 if receiver is node:
                     if endpoint is origin and not endpoint.receive_own_messages:
                         continue
+                    is_rx = False
+                elif excluded is None or receiver not in excluded:
+                    is_rx = True
+                else:
+                    continue
+                sink = endpoint._sink
+                if sink is not None:
+                    if ident < 0:
+                        ident = can_id | (_EFF if is_ext else 0) | (_RTR if remote else 0)
+                    sink.add(ts, ident, b"" if remote else data)
+                else:
                     # Other sockets of the sending controller see the frame as local (is_rx
                     # False), as SocketCAN's loopback does.
-                    endpoint._deliver(_message(ts, can_id, is_ext, remote, is_fd, brs, esi, dlc, data, name, False))
-                elif excluded is None or receiver not in excluded:
-                    endpoint._deliver(_message(ts, can_id, is_ext, remote, is_fd, brs, esi, dlc, data, name, True))
+                    endpoint._deliver(_message(ts, can_id, is_ext, remote, is_fd, brs, esi, dlc, data, name, is_rx))
         self.clock.notify_waiters()
         if self._frame_observers:
             wire = WireFrame(

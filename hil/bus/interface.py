@@ -88,19 +88,21 @@ class HilBus(BusABC):
         }
         self._endpoint: Endpoint = _attach_by_name(name, channel_config, endpoint_config)
         try:
+            self._hil_channel: Channel = self._endpoint.channel
+            self.channel_name = name
+            self.receive_own_messages = bool(receive_own_messages)
+            self._can_protocol = CanProtocol.CAN_FD if self._endpoint.fd else CanProtocol.CAN_20
+            rates = f"{self._hil_channel.bitrate} bit/s"
+            if self._hil_channel.fd:
+                rates += f", data {self._hil_channel.data_bitrate} bit/s"
+            kind = "simulated" if self._hil_channel.clock.is_simulated else "real-time"
+            self.channel_info = f"hilbus {name} ({rates}, {kind}) node {self._endpoint.node}"
+            # Last, as python-can expects: BusABC.__init__ marks the bus open (its __del__ then
+            # warns "not properly shut down" unless shutdown() ran), so nothing may fail after it.
             super().__init__(channel=name, can_filters=can_filters, **kwargs)
         except BaseException:
             self._endpoint.close()
             raise
-        self._hil_channel: Channel = self._endpoint.channel
-        self.channel_name = name
-        self.receive_own_messages = bool(receive_own_messages)
-        self._can_protocol = CanProtocol.CAN_FD if self._endpoint.fd else CanProtocol.CAN_20
-        rates = f"{self._hil_channel.bitrate} bit/s"
-        if self._hil_channel.fd:
-            rates += f", data {self._hil_channel.data_bitrate} bit/s"
-        kind = "simulated" if self._hil_channel.clock.is_simulated else "real-time"
-        self.channel_info = f"hilbus {name} ({rates}, {kind}) node {self._endpoint.node}"
 
     # -- the python-can hooks ------------------------------------------------------------------
 

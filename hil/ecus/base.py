@@ -168,7 +168,8 @@ class _Tx:
     """Send state of one DBC message."""
 
     __slots__ = ("message", "name", "period_ps", "spec", "frame_id", "is_fd", "is_ext", "endpoint",
-                 "counter", "next_ps", "handle", "pages", "bounds", "mux_name", "last", "sent", "n_values", "resting")
+                 "counter", "next_ps", "handle", "pages", "bounds", "mux_name", "last", "sent", "n_values", "resting",
+                 "protected")
 
     def __init__(self, message: Any, period_s: float, endpoint: Endpoint) -> None:
         self.message = message
@@ -184,6 +185,8 @@ class _Tx:
         self.handle: TimerHandle | None = None
         # (values, payload) per page of the last frame: a value set already encoded is reused
         self.last: dict[int, tuple[dict[str, float], bytes]] = {}
+        # (payload, frame with counter and CRC per counter value) of the last protected payload
+        self.protected: tuple[bytes | None, list[bytes | None]] = (None, [])
         self.sent = 0
         self.mux_name: str | None = next((s.name for s in message.signals if s.is_multiplexer), None)
         # DBC ranges of the value signals: a real ECU saturates a quantity at its signal range.
@@ -218,7 +221,8 @@ def _resting(signal: Any) -> float:
 class _Rx:
     """Receive state of one command message."""
 
-    __slots__ = ("message", "name", "spec", "receiver", "timeout_ps", "last_ok_ps", "lost", "values")
+    __slots__ = ("message", "name", "spec", "receiver", "timeout_ps", "last_ok_ps", "lost", "values", "decoded",
+                 "cacheable")
 
     def __init__(self, message: Any, timeout_s: float) -> None:
         self.message = message
@@ -229,6 +233,46 @@ class _Rx:
         self.last_ok_ps: int | None = None
         self.lost = True
         self.values: dict[str, float] | None = None
+        # Decoded values by payload with counter and CRC masked out: commands repeat their
+        # values every cycle, only counter and CRC move. Only when those two decode to their
+        # raw bits (integer, scale 1, offset 0), so the values can be filled in exactly.
+        self.decoded: dict[bytes, dict[str, float]] = {}
+        self.cacheable = self.spec is None or all(
+            not s.is_float and s.scale == 1 and s.offset == 0 and s.length <= 8 and not s.is_multiplexer
+            and not s.multiplexer_ids and s.start == (8 * self.spec.crc_byte if s.name == self.spec.crc_signal
+                                                      else 8 * self.spec.counter_byte + self.spec.counter_shift)
+            and s.byte_order == "little_endian" and s.length == (8 if s.name == self.spec.crc_signal else 4)
+            for s in message.signals if s.name in (self.spec.crc_signal, self.spec.counter_signal)
+        )
+
+    def decode(self, data: bytes) -> dict[str, float]:
+        """The command's values in ``data`` (its DBC length), as ``message.decode`` gives them."""
+        length = self.message.length
+        spec = self.spec
+        if not self.cacheable:
+            return self.message.decode(data[:length], decode_choices=False, scaling=True)
+        if spec is None:
+            key = data[:length]
+        else:
+            buf = bytearray(data[:length])
+            buf[spec.crc_byte] = 0
+            buf[spec.counter_byte] &= ~(0x0F << spec.counter_shift) & 0xFF
+            key = bytes(buf)
+        cached = self.decoded.get(key)
+        if cached is None:
+            cached = self.message.decode(data[:length], decode_choices=False, scaling=True)
+            if len(self.decoded) >= _DECODE_CACHE_SIZE:
+                self.decoded.clear()
+            self.decoded[key] = cached
+        values = dict(cached)
+        if spec is not None:
+            values[spec.crc_signal] = data[spec.crc_byte]
+            values[spec.counter_signal] = (data[spec.counter_byte] >> spec.counter_shift) & 0x0F
+        return values
+
+
+#: Distinct command payloads an ECU remembers decoded (per command message).
+_DECODE_CACHE_SIZE = 256
 
 
 class SimEcu:
@@ -505,21 +549,28 @@ class SimEcu:
         spec = tx.spec
         for payload in self._payloads(tx, t_s, overrides):
             if spec is not None:
-                frame = bytearray(payload)
-                shift = spec.counter_shift
-                frame[spec.counter_byte] = (frame[spec.counter_byte] & ~(0x0F << shift) & 0xFF) | (tx.counter << shift)
-                cb = spec.crc_byte
-                crc = e2e_crc(spec.data_id, frame[:cb] + frame[cb + 1 : spec.length])
-                frame[cb] = crc ^ 0xFF if bad else crc
-                payload = bytes(frame)
+                # The protected frames of the last payload, per counter value: a payload that
+                # holds still (most do) costs a lookup, not a CRC, from the second round on.
+                cache = tx.protected
+                if cache[0] is not payload:
+                    cache = tx.protected = (payload, [None] * COUNTER_MODULO)
+                frame = cache[1][tx.counter] if not bad else None
+                if frame is None:
+                    buf = bytearray(payload)
+                    shift = spec.counter_shift
+                    buf[spec.counter_byte] = (buf[spec.counter_byte] & ~(0x0F << shift) & 0xFF) | (tx.counter << shift)
+                    cb = spec.crc_byte
+                    crc = e2e_crc(spec.data_id, buf[:cb] + buf[cb + 1 : spec.length])
+                    buf[cb] = crc ^ 0xFF if bad else crc
+                    frame = bytes(buf)
+                    if not bad:
+                        cache[1][tx.counter] = frame
+                payload = frame
                 if not freeze:
                     tx.counter = (tx.counter + 1) % COUNTER_MODULO
-            msg = can.Message(
-                arbitration_id=tx.frame_id, data=payload, is_extended_id=tx.is_ext,
-                is_fd=tx.is_fd, bitrate_switch=tx.is_fd,
-            )  # fmt: skip
             try:
-                tx.endpoint.send(msg, timeout=0)
+                tx.endpoint.send_data(tx.frame_id, payload, is_extended_id=tx.is_ext, is_fd=tx.is_fd,
+                                      bitrate_switch=tx.is_fd, timeout=0)
             except (can.CanError, HilBusError):
                 # A controller in bus-off or with a full queue drops the frame; the task keeps
                 # its cycle, as a real ECU's does.
@@ -543,7 +594,7 @@ class SimEcu:
                 # A real ECU does not act on a frame its E2E check refuses.
                 self._stats.commands_rejected += 1
                 return
-        values = rx.message.decode(data[: rx.message.length], decode_choices=False, scaling=True)
+        values = rx.decode(data)
         rx.values = values
         rx.last_ok_ps = self.clock.now_ps()
         rx.lost = False

@@ -123,6 +123,8 @@ class BatchDecoder:
         # Words per row of a frame longer than 8 bytes (one spare word for 2-word loads).
         self._long_words = np.where((msg_i[:, MSG_FLAGS] & MSGF_SHORT) == 0,
                                     (msg_i[:, MSG_LENGTH] + 7) // 8 + 1, 0)
+        self._ncols_list: list[int] = self._ncols.tolist()
+        self._long_list: list[int] = self._long_words.tolist()
 
     @property
     def message_names(self) -> list[str]:
@@ -158,16 +160,28 @@ class BatchDecoder:
         _kernels.index_batch(ids_arr, lengths_arr, width, p.std_table, p.ext_keys, p.ext_msg,
                              p.msg_i, status, row_msg, counts)
         # Outputs are allocated here, not in the kernel: numpy asks for huge pages.
-        row_start = np.cumsum(counts) - counts
-        value_counts = counts * self._ncols
-        out_base = np.cumsum(value_counts) - value_counts
-        long_counts = counts * self._long_words
-        long_base = np.cumsum(long_counts) - long_counts
-        total_rows = int(counts.sum())
+        # Exclusive prefix sums in plain Python: a batch is small and a numpy call per step
+        # costs more than the arithmetic (same offsets as cumsum(x) - x).
+        count_list = counts.tolist()
+        present = [m for m, k in enumerate(count_list) if k]
+        row_start_l: list[int] = []
+        out_base_l: list[int] = []
+        long_base_l: list[int] = []
+        total_rows = total_values = total_long = 0
+        for k, ncol, nlong in zip(count_list, self._ncols_list, self._long_list):
+            row_start_l.append(total_rows)
+            out_base_l.append(total_values)
+            long_base_l.append(total_long)
+            total_rows += k
+            total_values += k * ncol
+            total_long += k * nlong
+        row_start = np.array(row_start_l, dtype=np.int64)
+        out_base = np.array(out_base_l, dtype=np.int64)
+        long_base = np.array(long_base_l, dtype=np.int64)
         rows = np.empty(total_rows, dtype=np.int64)
         words = np.empty(total_rows, dtype=np.uint64)
-        long_words = np.empty(int(long_counts.sum()), dtype=np.uint64)
-        values = np.empty(int(value_counts.sum()), dtype=np.float64)
+        long_words = np.empty(total_long, dtype=np.uint64)
+        values = np.empty(total_values, dtype=np.float64)
         if width % 8 == 0 and width and sys.byteorder == "little":
             data64 = data_arr.view(np.uint64)
         else:
@@ -177,14 +191,14 @@ class BatchDecoder:
                              p.slot_mask, p.slot_f, p.slot_int, p.mux_i, p.mux_keys,
                              p.mux_child, p.max_nodes, p.max_mux, p.max_keys)
         result = BatchResult(status)
-        for m in np.flatnonzero(counts).tolist():
-            k = int(counts[m])
-            start = int(row_start[m])
+        for m in present:
+            k = count_list[m]
+            start = row_start_l[m]
             columns = self._columns[m]
-            base = int(out_base[m])
-            block = values[base:base + k * len(columns)].reshape(len(columns), k)
+            base = out_base_l[m]
             entry: dict[str, np.ndarray] = {"_row": rows[start:start + k]}
-            for c, name in enumerate(columns):
-                entry[name] = block[c]
+            if columns:
+                # Unpacking the 2-D block gives the column views in one step.
+                entry.update(zip(columns, values[base:base + k * len(columns)].reshape(len(columns), k)))
             result[self._names[m]] = entry
         return result

@@ -96,6 +96,10 @@ class _MessagePlan:
     pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     nbits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     be: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # A per-message scalar encoder generated from the fast-path entries (see _generate_scalar):
+    # ``fn(values) -> bytes`` or None to take the general path; only for plans it covers.
+    scalar_fn: Any = None
+    scalar_count: int = -1
 
 
 def _fmt(value: Any) -> str:
@@ -168,6 +172,8 @@ class BatchEncoder:
                 raise CodecError(f"expected a message name of the database, but got "
                                  f"{message_name!r}") from None
             plan = self._compile(message)
+            if plan.root is not None:
+                plan.scalar_fn, plan.scalar_count = _generate_scalar(plan)
             self._plans[message_name] = plan
         if plan.root is None:
             raise CodecError(f'message "{message_name}" cannot be encoded: {plan.reason}')
@@ -231,7 +237,14 @@ class BatchEncoder:
     # -- scalar path ------------------------------------------------------------------
     def encode_one(self, message_name: str, /, strict: bool = True, **signals: Any) -> bytes:
         """One frame of ``message_name`` from keyword signal values (numbers or choice names)."""
-        return self._encode_scalar(self._plan(message_name), signals, strict)
+        plan = self._plan(message_name)
+        if strict and len(signals) == plan.scalar_count:
+            # Every signal given as a plain number inside its ranges: the generated encoder.
+            # Anything else (or any doubt) returns None and takes the general path below.
+            payload = plan.scalar_fn(signals)
+            if payload is not None:
+                return payload
+        return self._encode_scalar(plan, signals, strict)
 
     def _encode_scalar(self, plan: _MessagePlan, values: Mapping[str, Any],
                        strict: bool) -> bytes:
@@ -603,6 +616,70 @@ def _fast_entry(slot: _Slot) -> tuple[Any, ...]:
             (1 << slot.nbits) - 1, inner.scale, inner.offset,
             -math.inf if slot.min_bound is None else slot.min_bound,
             math.inf if slot.max_bound is None else slot.max_bound, slot)
+
+
+def _generate_scalar(plan: _MessagePlan) -> tuple[Any, int]:
+    """``(fn, n)``: a straight-line encoder for a message without multiplexers, or (None, -1).
+
+    ``fn(values)`` is the scalar fast path of :meth:`BatchEncoder._encode_scalar` unrolled for
+    this message (strict mode): the same arithmetic per signal, with its constants bound, and
+    no loop, tuple unpacking or dispatch on the conversion kind. It returns None as soon as a
+    value is not a plain int/float inside its DBC and raw ranges (or the arithmetic fails), and
+    the caller then takes the general path, which raises or encodes exactly as before. ``n``
+    is the number of signals ``values`` must hold (all of them, no others).
+    """
+    root = plan.root
+    if root is None or root.muxes:
+        return None, -1
+    names = [entry[0] for entry in root.fast]
+    if len(set(names)) != len(names) or set(names) != set(plan.signal_names):
+        return None, -1
+    env: dict[str, Any] = {"round": round, "type": type, "int": int, "float": float}
+    lines = ["def encode(values):", "    little = 0", "    big = 0", "    try:", "        pass"]
+    for i, (name, code, big_endian, shift, raw_lo, raw_hi, mask, scale, offset, min_bound, max_bound,
+            slot) in enumerate(root.fast):
+        if code == _CODE_IDENT_INT:
+            convert = ("raw = v", "raw = round(v)")
+        elif code == _CODE_LIN_FLOAT:
+            convert = (f"raw = round((v - off{i}) / scale{i})",) * 2
+        elif code == _CODE_LIN_INT:
+            convert = (f"raw = to_raw{i}(v)",) * 2
+        else:
+            return None, -1  # float signals: the general path
+        env[f"name{i}"] = name
+        env[f"lo{i}"] = min_bound
+        env[f"hi{i}"] = max_bound
+        env[f"off{i}"] = offset
+        env[f"scale{i}"] = scale
+        env[f"to_raw{i}"] = slot.to_raw
+        target = "big" if big_endian else "little"
+        lines += [
+            f"        v = values.get(name{i})",
+            "        t = type(v)",
+            "        if t is int:",
+            f"            if v < lo{i} or v > hi{i}:",
+            "                return None",
+            f"            {convert[0]}",
+            "        elif t is float:",
+            f"            if v < lo{i} or v > hi{i}:",
+            "                return None",
+            f"            {convert[1]}",
+            "        else:",
+            "            return None",
+            f"        if raw < {int(raw_lo)} or raw > {int(raw_hi)}:",
+            "            return None",
+            f"        {target} |= (raw & {int(mask)}) << {int(shift)}",
+        ]
+    length = int(plan.length)
+    lines += [
+        "    except (ValueError, OverflowError, ZeroDivisionError, TypeError):",
+        "        return None",
+        "    if little:",
+        f"        big |= int.from_bytes(little.to_bytes({length}, 'little'), 'big')",
+        f"    return big.to_bytes({length}, 'big')",
+    ]
+    exec(compile("\n".join(lines), f"<encoder {plan.name}>", "exec"), env)  # noqa: S102 - our own text
+    return env["encode"], len(names)
 
 
 def _key_list(children: Mapping[int, Any]) -> str:

@@ -57,6 +57,16 @@ TRIP_INTERLOCKS = frozenset({"adc_timeout", "adc_e2e", "estop", "bms_fault", "mc
 
 ESTOP_SOURCES = ("remote", "physical")
 
+# Names and positions resolved once for frames(), which runs every tick.
+_OUTPUT_NAMES: tuple[str, ...] = L.OUTPUT_DTYPE.names  # type: ignore[assignment]
+_INPUT_NAMES: tuple[str, ...] = L.INPUT_DTYPE.names  # type: ignore[assignment]
+_CARGO_KEYS = tuple((f"GW_CompartmentLockRequest{i}", f"lock_request{i}", f"GW_CompartmentDoorRelease{i}",
+                     f"door_release{i}") for i in range(1, L.N_COMPARTMENTS + 1))
+_STATUS_FLAGS = tuple((k, ilk.status_signal) for k, ilk in enumerate(L.INTERLOCKS) if ilk.status_signal is not None)
+_FAULT_SIGNALS = tuple(f"GW_ActiveFault{j + 1}" for j in range(8))
+_WATCHED_INDEX = {name: j for j, (name, _) in reversed(list(enumerate(L.WATCHED_MESSAGES)))}
+_HV_NOT_READY = L.INTERLOCK_NAMES.index("hv_not_ready")
+
 
 class ControlConfigError(VehicleIoError, ValueError):
     """The control loop cannot be built on this gateway (missing signal, bad period)."""
@@ -168,6 +178,7 @@ class ControlLoop:
         self._messages = {name: gateway.db.get_message_by_name(name) for name in TX_MESSAGES}
         self._cycle_s = {name: (m.cycle_time or 10) / 1000.0 for name, m in self._messages.items()}
         self._next_send = dict.fromkeys(TX_MESSAGES, -math.inf)
+        self._encoded: dict[str, tuple[dict[str, float], bytes]] = {}
         self._snap: Snapshot | None = None
         self._prev_flags = bytes(L.N_INTERLOCKS)
         self._active_codes: list[int] = []
@@ -252,9 +263,10 @@ class ControlLoop:
     # ------------------------------------------------------------------ frames
     def frames(self) -> dict[str, dict[str, float]]:
         """Signal values of every loop message for the current outputs (what would be sent)."""
-        y = self.outputs[0]
-        u = self.inputs[0]
-        flags = L.ilk_flags(self.outputs)
+        # Plain dicts of Python numbers: a numpy record field read costs as much as the rest.
+        y = dict(zip(_OUTPUT_NAMES, self.outputs[0].item()))
+        u = dict(zip(_INPUT_NAMES, self.inputs[0].item()))
+        flags = L.ilk_flags(self.outputs).tolist()
         drive = {
             "GW_DriveCommand_CRC": 0, "GW_DriveCommand_Counter": 0,
             "GW_DriveEnable": int(y["drive_enable"]),
@@ -281,9 +293,9 @@ class ControlLoop:
             "GW_CargoCommand_CRC": 0, "GW_CargoCommand_Counter": 0,
             "GW_CargoCommandEnable": int(y["cargo_enable"]), "GW_CargoVehicleMoving": int(y["cargo_moving"]),
         }
-        for i in range(1, L.N_COMPARTMENTS + 1):
-            cargo[f"GW_CompartmentLockRequest{i}"] = int(y[f"lock_request{i}"])
-            cargo[f"GW_CompartmentDoorRelease{i}"] = int(y[f"door_release{i}"])
+        for lock_sig, lock_out, door_sig, door_out in _CARGO_KEYS:
+            cargo[lock_sig] = int(y[lock_out])
+            cargo[door_sig] = int(y[door_out])
         gw_state = int(y["gw_state"])
         if not self.gateway.gate.armed:
             gw_state = L.GW_STATE_LISTEN_ONLY
@@ -297,27 +309,27 @@ class ControlLoop:
             "GW_PtBusState": 0 if "pt" in self.gateway.bus_names else 3,
             "GW_BodyBusState": 0 if "body" in self.gateway.bus_names else 3,
         }
-        for k, ilk in enumerate(L.INTERLOCKS):
-            if ilk.status_signal is not None:
-                status[ilk.status_signal] = int(flags[k])
-        for j in range(8):
-            status[f"GW_ActiveFault{j + 1}"] = self._active_codes[j] if j < len(self._active_codes) else 0
-        ok = self._flat[L.OK_OFFSET : L.OK_OFFSET + L.N_WATCHED]
-        watched = [name for name, _ in L.WATCHED_MESSAGES]
+        for k, signal in _STATUS_FLAGS:
+            status[signal] = int(flags[k])
+        codes = self._active_codes
+        for j, signal in enumerate(_FAULT_SIGNALS):
+            status[signal] = codes[j] if j < len(codes) else 0
+        ok_list = self._flat[L.OK_OFFSET : L.OK_OFFSET + L.N_WATCHED].tolist()
+        ok = {name: ok_list[j] for name, j in _WATCHED_INDEX.items()}
 
         def val(name: str, lo: float, hi: float, msg: str, scale: float = 1.0) -> float:
             x = float(u[name]) * scale
-            return _fit(x, lo, hi) if ok[watched.index(msg)] and x == x else 0.0
+            return _fit(x, lo, hi) if ok[msg] and x == x else 0.0
 
         speed = float(y["speed_mps"])
         vehicle = {
             "GW_VehicleState_CRC": 0, "GW_VehicleState_Counter": 0,
-            "GW_VehicleReady": 1 - int(flags[L.INTERLOCK_NAMES.index("hv_not_ready")]),
-            "GW_CargoDoorsClosed": int(ok[watched.index("cbc_doors")] and u["cbc_all_doors_closed"] >= 0.5),
-            "GW_CargoAllLocked": int(ok[watched.index("cbc_doors")] and u["cbc_all_locked"] >= 0.5),
-            "GW_VehicleDriveMode": _enum(u["vcu_drive_mode"], (0, 1, 2)) if ok[watched.index("vcu_status")] else 7,
-            "GW_VehicleGear": _enum(u["vcu_gear"], (0, 1, 2, 3)) if ok[watched.index("vcu_status")] else 7,
-            "GW_VehicleEpbState": _enum(u["vcu_epb_state"], (0, 1, 2, 3), 3) if ok[watched.index("vcu_status")] else 3,
+            "GW_VehicleReady": 1 - int(flags[_HV_NOT_READY]),
+            "GW_CargoDoorsClosed": int(ok["cbc_doors"] and u["cbc_all_doors_closed"] >= 0.5),
+            "GW_CargoAllLocked": int(ok["cbc_doors"] and u["cbc_all_locked"] >= 0.5),
+            "GW_VehicleDriveMode": _enum(u["vcu_drive_mode"], (0, 1, 2)) if ok["vcu_status"] else 7,
+            "GW_VehicleGear": _enum(u["vcu_gear"], (0, 1, 2, 3)) if ok["vcu_status"] else 7,
+            "GW_VehicleEpbState": _enum(u["vcu_epb_state"], (0, 1, 2, 3), 3) if ok["vcu_status"] else 3,
             "GW_VehicleSpeed": _fit(speed, -15.0, 35.0) if speed >= 0.0 else 0.0,
             "GW_VehicleAccel": val("brk_long_accel_mps2", -20.0, 20.0, "brk_status"),
             "GW_VehicleSteerAngle": val("eps_steer_angle_deg", -780.0, 780.0, "eps_status"),
@@ -347,12 +359,19 @@ class ControlLoop:
         for name in due:
             self._next_send[name] = max(self._next_send[name] + self._cycle_s[name], now + 0.5 * self._cycle_s[name])
             message = self._messages[name]
-            try:
-                payload = self.encoder.encode_one(name, **frames[name])
-            except VehicleIoError as err:
-                self.counters["encode_error"] += 1
-                self.last_error = f"encode {name}: {err}"
-                continue
+            values = frames[name]
+            cached = self._encoded.get(name)
+            if cached is not None and cached[0] == values:
+                # Most command values hold still between ticks: the same values, the same bytes.
+                payload = cached[1]
+            else:
+                try:
+                    payload = self.encoder.encode_one(name, **values)
+                except VehicleIoError as err:
+                    self.counters["encode_error"] += 1
+                    self.last_error = f"encode {name}: {err}"
+                    continue
+                self._encoded[name] = (values, payload)
             is_fd = message.length > 8
             msg = can.Message(arbitration_id=int(message.frame_id), is_extended_id=bool(message.is_extended_frame),
                               data=payload, is_fd=is_fd, bitrate_switch=is_fd, check=False)

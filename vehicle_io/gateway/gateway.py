@@ -469,6 +469,41 @@ class Gateway:
             data_use = data_use.copy()
         return self._process(bus, ids_arr.astype(np.uint32), data_use, lengths_u8, times, reason, None, None, None)
 
+    def process_frames(
+        self,
+        bus: str,
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        timestamps: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.uint8]:
+        """Feed a batch already in the hot-path layout and handed over (the caller does not reuse it).
+
+        Same result as :meth:`process_batch`, without its conversions: ``ids`` uint32[N],
+        ``data`` uint8[N, 64] C-contiguous and writeable, ``lengths`` uint8[N] (<= 64),
+        ``timestamps`` float64[N]. The black box keeps the arrays themselves (no copy). Raises
+        :class:`GatewayInputError` for anything else, so a caller never gets a silent misread.
+        """
+        n = ids.shape[0] if isinstance(ids, np.ndarray) and ids.ndim == 1 else -1
+        if not (
+            n >= 0 and ids.dtype == np.uint32
+            and isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape == (n, MAX_DATA)
+            and data.flags.c_contiguous and data.flags.writeable
+            and isinstance(lengths, np.ndarray) and lengths.dtype == np.uint8 and lengths.shape == (n,)
+            and isinstance(timestamps, np.ndarray) and timestamps.dtype == np.float64 and timestamps.shape == (n,)
+        ):
+            raise GatewayInputError(
+                "process_frames: expected ids uint32[N], data uint8[N, 64] (C order, writeable), lengths "
+                f"uint8[N], timestamps float64[N], but got {_describe(ids)}, {_describe(data)}, "
+                f"{_describe(lengths)}, {_describe(timestamps)}"
+            )
+        reason = np.full(n, ACCEPT, dtype=np.uint8)
+        if n and int(lengths.max()) > MAX_DATA:
+            too_long = lengths > MAX_DATA
+            reason[too_long] = R_BAD_LENGTH
+            lengths = np.where(too_long, 0, lengths).astype(np.uint8)
+        return self._process(bus, ids, data, lengths, timestamps, reason, None, None, None, owned=True)
+
     def _process(
         self,
         bus: str,
@@ -480,6 +515,7 @@ class Gateway:
         msgs: list[can.Message] | None,
         flags: npt.NDArray[np.uint8] | None,
         bus_ts: npt.NDArray[np.float64] | None,
+        owned: bool = False,
     ) -> npt.NDArray[np.uint8]:
         n = ids.shape[0]
         if n == 0:
@@ -498,7 +534,7 @@ class Gateway:
                 except Exception as err:  # noqa: BLE001
                     self._note_error("commit hook", err)
             try:
-                self._after_receive(bus, ids, data, lengths, times, reason, msgs, flags, bus_ts)
+                self._after_receive(bus, ids, data, lengths, times, reason, msgs, flags, bus_ts, owned)
             except Exception as err:  # noqa: BLE001
                 self._note_error("record/route", err)
         return reason
@@ -568,10 +604,11 @@ class Gateway:
         msgs: list[can.Message] | None,
         flags: npt.NDArray[np.uint8] | None,
         bus_ts: npt.NDArray[np.float64] | None,
+        owned: bool = False,
     ) -> None:
         """Black box, recording and routing: raw traffic, whatever the checks said."""
-        # Arrays built from bus Messages are this batch's own; caller arrays are copied.
-        self.blackbox.add_batch(bus, times, ids, data, lengths, flags, bus_ts, copy=msgs is None)
+        # Arrays built from bus Messages (or handed over) are this batch's own; caller arrays are copied.
+        self.blackbox.add_batch(bus, times, ids, data, lengths, flags, bus_ts, copy=msgs is None and not owned)
         routes: list[tuple[int, int]] = []
         if self.router:
             eligible = ((ids & np.uint32(CAN_ERR_FLAG)) == 0) & (reason != R_OWN_TX) & (reason != R_BAD_LENGTH)
@@ -851,3 +888,9 @@ def _message_from_row(bus: str, frame_id: int, row: npt.NDArray[np.uint8], lengt
 
 __all__ = ["Gateway", "GatewayInputError", "REJECT_REASONS", "RouteRule", "TransmitGate"]
 
+
+def _describe(arr: object) -> str:
+    """dtype[shape] of an array for an error message (the type name of anything else)."""
+    if isinstance(arr, np.ndarray):
+        return f"{arr.dtype}{list(arr.shape)}"
+    return type(arr).__name__

@@ -155,6 +155,10 @@ CAN_ERR_FLAG = 0x20000000
 CAN_EFF_MASK = 0x1FFFFFFF
 
 
+#: Single frames a bus may hold back before they join its ring as one chunk.
+_MAX_SINGLES = 256
+
+
 class _Chunk(NamedTuple):
     times: npt.NDArray[np.float64]  # receive time on the gateway clock
     ids: npt.NDArray[np.uint32]  # with the SocketCAN EFF/RTR/ERR flags
@@ -178,6 +182,9 @@ class BlackBox:
         self.clock = clock
         self._lock = threading.Lock()
         self._buses: dict[str, deque[_Chunk]] = {}
+        # Single frames (the gateway's own transmissions) wait here and join the ring as one
+        # chunk before the bus's next batch or any read: one chunk per burst, not per frame.
+        self._singles: dict[str, list[tuple[float, int, bytes, int, int, float]]] = {}
 
     def add_batch(
         self,
@@ -207,13 +214,19 @@ class BlackBox:
             np.array(times if bus_ts is None else bus_ts, dtype=np.float64, copy=copy),
         )
         with self._lock:
-            ring = self._buses.get(bus)
-            if ring is None:
-                ring = self._buses[bus] = deque()
-            ring.append(chunk)
-            horizon = float(chunk.times.max()) - self.seconds
-            while len(ring) > 1 and float(ring[0].times.max()) <= horizon:
-                ring.popleft()
+            if bus in self._singles:
+                self._flush_singles(bus)
+            self._append(bus, chunk)
+
+    def _append(self, bus: str, chunk: _Chunk) -> None:
+        """Add a chunk to ``bus``'s ring and drop what fell out of the window (lock held)."""
+        ring = self._buses.get(bus)
+        if ring is None:
+            ring = self._buses[bus] = deque()
+        ring.append(chunk)
+        horizon = float(chunk.times.max()) - self.seconds
+        while len(ring) > 1 and float(ring[0].times.max()) <= horizon:
+            ring.popleft()
 
     def add_message(self, bus: str, time_s: float, msg: can.Message) -> None:
         """Keep one frame (the gateway's own transmissions)."""
@@ -223,23 +236,44 @@ class BlackBox:
         payload = bytes(msg.data or b"")
         flags = (FLAG_FD if msg.is_fd else 0) | (FLAG_BRS if msg.bitrate_switch else 0)
         flags |= (FLAG_ESI if msg.error_state_indicator else 0) | (0 if msg.is_rx else FLAG_TX)
-        data = np.frombuffer(payload.ljust(1, b"\0"), dtype=np.uint8).reshape(1, -1)
         length = msg.dlc if msg.is_remote_frame else len(payload)
-        self.add_batch(
-            bus,
-            np.array([time_s]),
-            np.array([ident], dtype=np.uint32),
+        with self._lock:
+            if bus not in self._buses:
+                self._buses[bus] = deque()
+            singles = self._singles.get(bus)
+            if singles is None:
+                singles = self._singles[bus] = []
+            singles.append((time_s, ident, payload, length, flags, msg.timestamp))
+            if len(singles) >= _MAX_SINGLES:
+                self._flush_singles(bus)
+
+    def _flush_singles(self, bus: str) -> None:
+        """Turn ``bus``'s waiting single frames into one chunk (lock held)."""
+        rows = self._singles.pop(bus, None)
+        if not rows:
+            return
+        n = len(rows)
+        width = max(1, max(len(r[2]) for r in rows))
+        data = np.zeros((n, width), dtype=np.uint8)
+        for i, r in enumerate(rows):
+            if r[2]:
+                data[i, : len(r[2])] = np.frombuffer(r[2], dtype=np.uint8)
+        self._append(bus, _Chunk(
+            np.array([r[0] for r in rows], dtype=np.float64),
+            np.array([r[1] for r in rows], dtype=np.uint32),
             data,
-            np.array([length], dtype=np.uint8),
-            np.array([flags], dtype=np.uint8),
-            np.array([msg.timestamp]),
-        )
+            np.array([r[3] for r in rows], dtype=np.uint8),
+            np.array([r[4] for r in rows], dtype=np.uint8),
+            np.array([r[5] for r in rows], dtype=np.float64),
+        ))
 
     def frames(self, now_s: float | None = None) -> list[can.Message]:
         """Frames of the last ``seconds`` before ``now_s`` from every bus, in receive order."""
         now = self.clock() if now_s is None else now_s
         horizon = now - self.seconds
         with self._lock:
+            for bus in list(self._singles):
+                self._flush_singles(bus)
             chunks = [(bus, c) for bus, ring in self._buses.items() for c in ring]
         rows: list[tuple[float, can.Message]] = []
         for bus, c in chunks:
@@ -264,6 +298,7 @@ class BlackBox:
     def clear(self) -> None:
         with self._lock:
             self._buses.clear()
+            self._singles.clear()
 
 
 def _row_message(bus: str, c: _Chunk, i: int) -> can.Message:
