@@ -109,7 +109,7 @@ def run_case(name: str, size: int, fd: bool, nominal: int, data_rate: int, block
     config = dataclasses.replace(Z10_ECUS["vcu"], max_block_length=block_length)
     server = UdsServer(config, clock=clock.now, rng=random.Random(1))
     ClockedEcu(channel, server, address, fd)
-    image = bytes(random.Random(7).randrange(256) for _ in range(size))
+    image = random.Random(7).randbytes(size)  # one seeded stream: reproducible, realistic stuffing
     signature = sign_image(dev_private_key(), "vcu", 0, image).signature
     connection = ClockedTesterConnection(channel, address, fd)
     wall0 = time.perf_counter()

@@ -10,6 +10,7 @@ the SimClock. Deterministic and faster than real time. Used by tools/bench_flash
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -18,6 +19,7 @@ import isotp
 from udsoncan.connections import BaseConnection
 
 from hil.bus.channel import Channel, Endpoint
+from hil.bus.clock import PS_PER_S
 from hil.uds.server import UdsServer
 from vehicle_io.diag import EcuAddress, isotp_params
 
@@ -79,7 +81,10 @@ class ClockedEcu:
         self.link.logic.process()
         deadline = self.server.next_deadline_s()
         if self.server.busy and deadline is not None and self._timer is None:
-            self._timer = self.clock.call_at(deadline, self._poll)
+            # Round up to the clock's picosecond: a deadline that rounds down would poll a
+            # hair early, find nothing due and re-arm at the same instant forever.
+            t_ps = max(math.ceil(deadline * PS_PER_S) + 1, self.clock.now_ps() + 1)
+            self._timer = self.clock.call_at_ps(t_ps, self._poll)
 
     def _poll(self) -> None:
         self._timer = None

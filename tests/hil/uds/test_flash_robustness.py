@@ -18,8 +18,8 @@ from hil.uds.server import EcuNvState, UdsServer
 from uds_helpers import StepClock, Van
 from vehicle_io.diag.security import dev_key
 
-OLD = bytes(random.Random(1).randrange(256) for _ in range(320))
-NEW = bytes(random.Random(2).randrange(256) for _ in range(320))
+OLD = random.Random(1).randbytes(320)
+NEW = random.Random(2).randbytes(320)
 BLOCK_DATA = 6  # max_block_length 8
 
 

@@ -181,7 +181,7 @@ def test_block_sequence_counter_wraps_and_a_repeated_block_is_not_written_twice(
     assert server.handle(b"\x31\x01\xff\x00\x44" + (0).to_bytes(4, "big") + length.to_bytes(4, "big")) == nrc(0x31, 0x78)
     assert finish_job(server, clock)[-1] == b"\x71\x01\xff\x00\x00"
     assert server.handle(b"\x34\x00\x44" + (0).to_bytes(4, "big") + length.to_bytes(4, "big")) == [b"\x74\x20\x00\x08"]
-    image = bytes(random.Random(1).randrange(256) for _ in range(length))
+    image = random.Random(1).randbytes(length)
     counters = []
     for block in range(300):
         counter = (block + 1) & 0xFF

@@ -230,7 +230,7 @@ def test_flash_sequence_with_pending_erase_and_counter_wrap(bms, rig):
     max_block = bms.request_download(location, DataFormatIdentifier(0, 0)).service_data.max_length
     assert max_block == 8
     expect_nrc(0x73, bms.transfer_data, 2, b"\x00" * 6)
-    image = bytes(random.Random(9).randrange(256) for _ in range(1800))
+    image = random.Random(9).randbytes(1800)
     for block in range(300):
         bms.transfer_data((block + 1) & 0xFF, image[6 * block:6 * block + 6])
     bms.transfer_data(300 & 0xFF, image[-6:])  # the last block again: accepted, not written twice

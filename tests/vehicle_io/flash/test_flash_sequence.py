@@ -20,8 +20,8 @@ from vehicle_io.flash.image import FlashImage
 from vehicle_io.flash.sequence import FlashError, Flasher
 from vehicle_io.flash.signing import dev_private_key, sign_image
 
-OLD = bytes(random.Random(10).randrange(256) for _ in range(2000))
-NEW = bytes(random.Random(11).randrange(256) for _ in range(2000))
+OLD = random.Random(10).randbytes(2000)
+NEW = random.Random(11).randbytes(2000)
 
 
 class Bench:
@@ -130,7 +130,7 @@ def test_can_fd_block_length_above_4095_uses_the_first_frame_escape():
     ecu_bus._hil_channel.add_frame_observer(
         lambda f: first_frames.append(bytes(f.data)) if f.arbitration_id == 0x7E0 and f.data[0] & 0xF0 == 0x10 else None)
     transport = UdsEcuTransport(ecu_bus, server, diag.ECUS["vcu"], fd=True).start()
-    data = bytes(random.Random(4).randrange(256) for _ in range(20000))
+    data = random.Random(4).randbytes(20000)
     try:
         signature = sign_image(dev_private_key(), "vcu", 0, data).signature
         with diag.open_client(tester_bus, diag.ECUS["vcu"], timeout_s=2.0, fd=True) as client:
@@ -143,3 +143,29 @@ def test_can_fd_block_length_above_4095_uses_the_first_frame_escape():
     escaped = [f for f in first_frames if f[:2] == b"\x10\x00"]
     assert len(escaped) == 2 and int.from_bytes(escaped[0][2:6], "big") == 8194  # the short last block: a plain FF
     assert bytes(server.nv.flash.banks[server.nv.flash.active].data[:len(data)]) == data
+
+
+def test_one_mib_on_the_clocked_bus_finishes_in_bus_time():
+    """1 MiB over CAN FD on a SimClock (what tools/bench_flash.py runs): the 1.05 s erase ends
+    on a deadline that is not a whole number of picoseconds; the ECU's poll timer must land
+    at or after it (it used to re-arm at the same instant forever)."""
+    from hil.bus.channel import open_channel
+    from hil.bus.clock import SimClock
+    from hil.uds.clocked import ClockedEcu, ClockedTesterConnection
+    from udsoncan.client import Client
+
+    clock = SimClock()
+    channel = open_channel(f"clk-{uuid.uuid4().hex}", clock=clock, bitrate=500_000, data_bitrate=2_000_000, fd=True)
+    config = dataclasses.replace(Z10_ECUS["vcu"], max_block_length=16386)
+    server = UdsServer(config, clock=clock.now, rng=random.Random(1))
+    ClockedEcu(channel, server, diag.ECUS["vcu"], True)
+    image = random.Random(5).randbytes(1 << 20)
+    signature = sign_image(dev_private_key(), "vcu", 0, image).signature
+    connection = ClockedTesterConnection(channel, diag.ECUS["vcu"], True)
+    try:
+        with Client(connection, config=diag._client_config(2.0)) as client:
+            report = Flasher(client, "vcu", clock=clock.now, max_block_length=65535).flash(FlashImage(0, image), signature)
+    finally:
+        channel.close()
+    assert report.blocks == 64 and bytes(server.nv.flash.banks[server.nv.flash.active].data[: 1 << 20]) == image
+    assert 5.0 < report.total_s < 10.0  # bus time: ~1 s erase + ~5.8 s at ~180 kB/s
