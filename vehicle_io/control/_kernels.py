@@ -310,7 +310,10 @@ def step(state, inp, out, thr):
     elif s["lat_door_stop"] == 1:
         a_target = -k["door_stop_decel_mps2"]
     elif engaged:
-        v_tgt = _clamp(u["adc_target_speed_mps"], 0.0, v_lim)
+        v_req = u["adc_target_speed_mps"]
+        if not (v_req == v_req):
+            v_req = 0.0  # a NaN target is no request to move: slow to a stop, never NaN downstream
+        v_tgt = _clamp(v_req, 0.0, v_lim)
         a_req = u["adc_target_accel_mps2"]
         if not (a_req == a_req):
             a_req = 0.0
@@ -351,8 +354,11 @@ def step(state, inp, out, thr):
     if limits_ok:
         p_dis_w = u["bms_discharge_limit_kw"] * 1000.0
         p_chg_w = u["bms_charge_limit_kw"] * 1000.0
-        t_mot_cap = min(k["torque_max_nm"], u["mcu_torque_limit_motoring_nm"])
-        t_reg_cap = min(k["torque_max_nm"], u["mcu_torque_limit_regen_nm"])
+        # min() with a NaN limit returns the other operand: a NaN limit must deny, not pass
+        lim_mot = u["mcu_torque_limit_motoring_nm"]
+        lim_reg = u["mcu_torque_limit_regen_nm"]
+        t_mot_cap = min(k["torque_max_nm"], lim_mot) if lim_mot == lim_mot else math.nan
+        t_reg_cap = min(k["torque_max_nm"], lim_reg) if lim_reg == lim_reg else math.nan
     else:
         p_dis_w = k["limp_power_kw"] * 1000.0
         p_chg_w = 0.0
