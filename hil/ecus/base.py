@@ -161,6 +161,7 @@ class EcuStats:
     commands_accepted: int = 0
     commands_rejected: int = 0  # E2E not OK / not VALID, or too short
     commands_lost: int = 0  # supervision timeouts
+    commands_ignored: int = 0  # received while normal reception was disabled (UDS 0x28)
     sent_by_message: dict[str, int] = field(default_factory=dict)
 
 
@@ -580,9 +581,16 @@ class SimEcu:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    #: Normal (non-diagnostic) messages are received and acted on; False models UDS 0x28
+    #: disableRx: command frames are ignored (counted), supervision still runs.
+    normal_rx_enabled: bool = True
+
     def _on_frame(self, msg: can.Message) -> None:
         rx = self._rx.get(msg.arbitration_id)
         if rx is None or msg.is_error_frame or msg.is_remote_frame:
+            return
+        if not self.normal_rx_enabled:
+            self._stats.commands_ignored += 1
             return
         data = bytes(msg.data)
         if len(data) < rx.message.length:

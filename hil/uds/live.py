@@ -13,8 +13,8 @@
   removes that fault. Diagnostic traffic (the UDS transport) is not affected, as ISO 14229
   says.
 
-Receive-side 0x28 (disableRx: the ECU ignores normal messages) has no public hook in
-:class:`hil.ecus.base.SimEcu`; it is reported by the server (``normal_rx_enabled``) only.
+Receive side (disableRx): the rig ECU's ``normal_rx_enabled`` follows the server's, so it
+ignores its command frames (counted as ``commands_ignored``) while reception is disabled.
 """
 
 from __future__ import annotations
@@ -116,6 +116,10 @@ class LiveDiagnostics:
             node = name.upper()
             if node not in self.rig.ecus:
                 continue
+            ecu = self.rig.ecu(node)
+            if ecu.normal_rx_enabled != server.normal_rx_enabled:
+                with self.rig.clock.lock:
+                    ecu.normal_rx_enabled = server.normal_rx_enabled
             if not server.normal_tx_enabled and node not in self._silenced:
                 with self.rig.clock.lock:
                     self._silenced[node] = self.rig.ecu(node).add_fault(
