@@ -9,7 +9,12 @@ Two sources:
   python-can virtual buses, one per channel of the log, at X times real time, and the
   gateway receives them exactly as from a live bus (Notifier, wall clock).
 * live buses (``--bench``, ``-i/-c``, default the simulated van of ``z10 sim``): listen-only
-  unless ``--arm``; runs for ``--duration`` seconds or until Ctrl-C.
+  unless ``--arm``; runs for ``--duration`` seconds or until Ctrl-C. With ``--control`` the
+  control loop runs too (``--period-ms``, 10 ms default), at a fixed period in real time: it
+  turns the autonomy computer's requests into the gateway's commands through the interlocks
+  and sends them on the armed buses (the simulator's buses are armed; a van's only with
+  ``--arm NAME``; a control loop on unarmed buses sends nothing and says so). The report then
+  adds the interlocks active at the end, every interlock event and the period jitter.
 
 Either way it ends with the signal table, the per-message validity and every counter.
 """
@@ -54,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE", help="record raw traffic (.log, .asc or .blf)")
     parser.add_argument("--route", action="append", default=[], metavar="SRC:DST:ID[/MASK][@HZ]",
                         help="forward frames between buses as cangw does (hex id and mask)")
+    parser.add_argument("--control", action="store_true",
+                        help="also run the control loop (interlocks, commands on the armed buses)")
+    parser.add_argument("--period-ms", type=float, default=10.0,
+                        help="control loop period in ms (0.5..100, default 10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_bus_arguments(parser)
 
@@ -209,26 +218,82 @@ def _live(args: argparse.Namespace, db: Any, routes: list[Any]) -> tuple[Any, di
     unknown = sorted(set(args.arm) - set(specs))
     if unknown:
         raise ValueError(f"--arm: expected bus names among {sorted(specs)}, but got {unknown}")
+    armed = sorted(set(args.arm) | {n for n, s in specs.items() if s.is_simulated and args.control})
     buses = open_buses(specs)
+    if args.control:
+        import can
+
+        for name in armed:
+            if not specs[name].is_simulated:
+                buses[name].state = can.BusState.ACTIVE  # armed by name: leave listen-only
     gate = TransmitGate()
     for bus in args.arm:
         gate.arm(bus)
     start = time.monotonic()
+    control: dict[str, Any] | None = None
     try:
+        if args.control:
+            from vehicle_io.control.loop import control_allowlist
+
+            gate = TransmitGate(control_allowlist(db), armed=armed)
         gateway = Gateway(buses, db, transmit_gate=gate, routes=routes, record_path=args.record)
         try:
-            _watch(gateway, args.duration)
+            if args.control:
+                control = _run_control(gateway, args, armed)
+            else:
+                _watch(gateway, args.duration)
             # Judged while the buses still run: after the stop every message would time out.
             report = _report(gateway, args, gateway.clock())
         finally:
             gateway.shutdown()
     finally:
         close_buses(buses.values())
+    if control is not None:
+        report["control"] = control
     # The final count, frames drained at the stop included.
     report["counters"], report["summary"] = gateway.counters(), gateway.summary()
     source = {"buses": {n: f"{s.interface}:{s.channel}" for n, s in specs.items()},
               "wall_s": round(time.monotonic() - start, 3)}
     return report, source
+
+
+def _run_control(gateway: Any, args: argparse.Namespace, armed: list[str]) -> dict[str, Any]:
+    """The control loop in real time on the gateway until --duration / Ctrl-C; its summary."""
+    from vehicle_io.control.loop import ControlLoop
+
+    loop = ControlLoop(gateway, period_s=args.period_ms / 1000.0)
+    t0 = gateway.clock()
+    if not armed:
+        print("z10 gateway: --control on unarmed buses: the loop runs, nothing is sent (arm with --arm NAME)",
+              file=sys.stderr)
+    started = time.monotonic()
+    last = [started]
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            active = ", ".join(loop.active_interlocks()) or "none"
+            print(f"\r{now - started:7.1f} s  {loop.counters['ticks']} ticks, {loop.counters['sent']} sent, "
+                  f"interlocks: {active}", end="", file=sys.stderr, flush=True)
+        return False
+
+    try:
+        stats = loop.run(args.duration, should_stop=should_stop)
+    except KeyboardInterrupt:
+        stats = None
+    print(file=sys.stderr)
+    out: dict[str, Any] = {
+        "period_ms": args.period_ms, "armed": armed, "counters": dict(loop.counters),
+        "active_interlocks": loop.active_interlocks(),
+        "events": [{**ev, "t": round(ev["t"] - t0, 4)} for ev in loop.event_dicts()],  # s since start
+        "last_error": loop.last_error,
+    }
+    if stats is not None:
+        out["jitter"] = {k: round(v, 1) for k, v in stats.percentiles().items()}
+        out["overruns"] = stats.overruns
+        out["runner"] = stats.summary()
+    return out
 
 
 def _watch(gateway: Any, duration_s: float | None) -> None:
@@ -309,6 +374,16 @@ def run(args: argparse.Namespace) -> int:
               f"{'; rejected: ' + reasons if reasons else ''}; e2e {m['e2e']}; "
               f"{'valid' if m['valid'] else 'NOT valid'}{', stale' if m['stale'] else ''}")
     print(report["summary"])
+    control = report.get("control")
+    if control is not None:
+        print()
+        print(f"control loop ({control['period_ms']:g} ms, armed: {', '.join(control['armed']) or 'none'}): "
+              f"{control['counters']['ticks']} ticks, {control['counters']['sent']} frames sent, "
+              f"{control['counters']['blocked']} blocked; {control.get('runner', 'interrupted')}")
+        print(f"interlocks active at the end: {', '.join(control['active_interlocks']) or 'none'}")
+        for ev in control["events"]:
+            state = "set" if ev.get("active", True) else "cleared"
+            print(f"  {ev['t']:9.3f} s  {ev['code']:<24} {state:<8} {ev.get('action', '')}")
     return 0
 
 

@@ -116,3 +116,51 @@ def test_bad_arm_name_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> N
     code = cli.main(["gateway", "-i", "virtual", "-c", "z10-arm-test", "--arm", "bogus", "--duration", "0.1"])
     assert code == cli.EXIT_USAGE
     assert capsys.readouterr().err.strip().startswith("error: --arm: expected bus names")
+
+
+def test_control_loop_on_an_unarmed_bus_sends_nothing(capsys, monkeypatch) -> None:
+    """--control on a bus that is not the simulator's and not armed: the loop runs (ticks,
+    interlocks: no ADC -> timeout), the transmit path sends nothing."""
+    import json
+    import uuid
+
+    from vehicle_io.bench import BusSpec
+    from vehicle_io.cli import main
+
+    # a van's bus: the in-process virtual bus stands in for can0 here
+    monkeypatch.setattr(BusSpec, "is_simulated", property(lambda self: False))
+    channel = f"gwctl-{uuid.uuid4().hex}"
+    assert main(["gateway", "-i", "virtual", "-c", channel, "--control", "--duration", "0.5", "--json"]) == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    control = doc["control"]
+    assert control["armed"] == [] and control["counters"]["sent"] == 0
+    assert control["counters"]["ticks"] >= 20  # 10 ms period, 0.5 s (a loaded machine still gets 20)
+    assert "ILK_ADC_TIMEOUT" in control["active_interlocks"]
+    assert set(control["jitter"]) == {"p50_us", "p99_us", "max_us"}
+    assert "nothing is sent" in out.err
+
+
+def test_control_loop_armed_sends_only_allowlisted_commands() -> None:
+    """Armed by name: the loop's command frames (and nothing else) reach the bus."""
+    import uuid
+
+    import can
+
+    from vehicle_io.cli import main
+
+    channel = f"gwctl-{uuid.uuid4().hex}"
+    spy = can.Bus(interface="virtual", channel=channel)
+    try:
+        assert main(["gateway", "-i", "virtual", "-c", channel, "--control", "--arm", "pt", "--duration", "0.5",
+                     "--json"]) == 0
+        ids = set()
+        while (m := spy.recv(0)) is not None:
+            ids.add(m.arbitration_id)
+    finally:
+        spy.shutdown()
+    from vehicle_io import load_database
+    from vehicle_io.control.loop import control_allowlist
+
+    allowed = {a.frame_id for a in control_allowlist(load_database()) if a.bus == "pt"}
+    assert ids and ids <= allowed
