@@ -413,15 +413,9 @@ class RotatingWriter:
         return self.max_bytes is not None and self._writer.file_size() >= self.max_bytes
 
     def flush(self) -> None:
-        """Push what is written so far to the file (a live recording survives a crash)."""
-        writer = self._writer
-        if writer is None:
-            return
-        flush = getattr(writer, "flush", None)
-        if flush is not None:
-            flush()
-        # python-can's BLFWriter has no flush: it writes whole (compressed) containers, and
-        # stop() writes the last one, so Ctrl-C still loses nothing; only a hard kill can.
+        """Push what is written so far to the current file (see the file writer's flush)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def stop(self) -> None:
         """Close the current file (idempotent)."""
