@@ -23,14 +23,6 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 NEW_COMMANDS = ("list", "dump", "send", "log", "replay", "convert", "plot", "monitor")
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Until the lead lists them in COMMANDS; a no-op once they are.
-    for name in NEW_COMMANDS:
-        if name not in cli.COMMANDS:
-            monkeypatch.setitem(cli.COMMANDS, name, f"vehicle_io.cli.{name}_cmd")
-
-
 def mask(text: str, *patterns: str) -> str:
     """Replace what varies between runs (times, counts) by a placeholder."""
     for pattern in patterns:
