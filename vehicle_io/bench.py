@@ -69,7 +69,7 @@ class BusSpec:
         """True for the simulator's own buses, the only ones armed without being asked."""
         if self.interface in ("virtual", "hilbus"):
             return True
-        return self.interface == "socketcand" and str(self.options.get("host")) in _LOOPBACK_HOSTS
+        return self.interface in ("socketcand", "z10socketcand") and str(self.options.get("host")) in _LOOPBACK_HOSTS
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"interface": self.interface, "channel": self.channel}
@@ -90,7 +90,7 @@ def simulated_bench(host: str = SIM_HOST, port: int = SIM_PORT) -> dict[str, Bus
     if host not in _LOOPBACK_HOSTS:
         raise BusConfigError(f"expected a loopback address for the simulator, but got {host!r}")
     return {
-        name: BusSpec(name, "socketcand", name, fd=(name == "ads"),
+        name: BusSpec(name, "z10socketcand", name, fd=(name == "ads"),
                       options={"host": host, "port": port})
         for name in SIM_BUSES
     }
