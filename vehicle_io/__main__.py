@@ -4,4 +4,6 @@ import sys
 
 from vehicle_io.cli import main
 
-sys.exit(main())
+# Guarded: Dask (z10 fleet) starts its worker processes by re-importing the main module.
+if __name__ == "__main__":
+    sys.exit(main())

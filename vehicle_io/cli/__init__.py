@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "diag": "vehicle_io.cli.diag_cmd",
     "flash": "vehicle_io.cli.flash_cmd",
     "gateway": "vehicle_io.cli.gateway_cmd",
+    "fleet": "vehicle_io.cli.fleet_cmd",
 }
 
 ENTRY_POINT_GROUP = "z10.commands"

@@ -1,0 +1,208 @@
+"""Numba kernel: candump ``-l`` text bytes -> frame arrays, no Python object per frame.
+
+Only numpy, numba and math are imported here. The kernel takes the fast, common form of a
+line, ``(SECS.FRAC) IFACE ID#HEX`` / ``ID##FHEX`` with an optional trailing ``R``/``T``;
+every other line (remote and error frames, the console format, raw-DLC suffixes, junk) is
+flagged for the exact slow path (:func:`vehicle_io.candump.parse_line`), so the result is
+the same as parsing every line in Python. Integer arithmetic only where exactness matters:
+the timestamp is the decimal mantissa (< 2**53) divided once by a power of ten, which is
+the correctly rounded value ``float(text)`` gives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+MAX_CHANNELS = 64
+_EFF_FLAG = np.uint32(0x80000000)
+_MANTISSA_LIMIT = 9007199254740992  # 2**53
+
+
+@njit(cache=True)
+def _hex(c: int) -> int:
+    c = int(c)  # a numpy uint8 would wrap (and pure Python under NUMBA_DISABLE_JIT would overflow)
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+@njit(cache=True)
+def _space(c: int) -> bool:
+    return c == 32 or c == 9 or c == 13 or c == 11 or c == 12
+
+
+@njit(cache=True)
+def _fd_length_ok(n: int) -> bool:
+    return n <= 8 or n == 12 or n == 16 or n == 20 or n == 24 or n == 32 or n == 48 or n == 64
+
+
+@njit(cache=True)
+def parse_candump(buf, ids, data, lengths, stamps, chans, frame_lines,
+                  slow_starts, slow_ends, slow_lines, chan_starts, chan_lens):  # type: ignore[no-untyped-def]
+    """Parse ``buf`` line by line into the preallocated arrays (one row per line at
+    least; ``data`` zeroed).
+
+    Returns ``(n_frames, n_slow, n_lines, n_channels)``. ``frame_lines``/``slow_lines`` are
+    1-based line numbers within ``buf``; ``slow_starts``/``slow_ends`` the byte range of each
+    line for the slow path; ``chan_starts``/``chan_lens`` the first occurrence of each
+    distinct interface name (``chans`` indexes them).
+    """
+    size = buf.shape[0]
+    n_frames = 0
+    n_slow = 0
+    n_chan = 0
+    line_no = 0
+    start = 0
+    while start < size:
+        end = start
+        while end < size and buf[end] != 10:
+            end += 1
+        line_no += 1
+        status = _parse_line(buf, start, end, n_frames, ids, data, lengths, stamps, chans,
+                             chan_starts, chan_lens, n_chan)
+        if status >= 0:
+            if status > n_chan:
+                n_chan = status
+            frame_lines[n_frames] = line_no
+            n_frames += 1
+        elif status == -1:
+            slow_starts[n_slow] = start
+            slow_ends[n_slow] = end
+            slow_lines[n_slow] = line_no
+            n_slow += 1
+        start = end + 1
+    return n_frames, n_slow, line_no, n_chan
+
+
+@njit(cache=True)
+def _parse_line(buf, start, end, row, ids, data, lengths, stamps, chans,
+                chan_starts, chan_lens, n_chan):  # type: ignore[no-untyped-def]
+    """Parse one line into ``row``: the new channel count (>= 0), -1 slow path, -2 blank."""
+    p = start
+    while p < end and _space(buf[p]):
+        p += 1
+    if p == end:
+        return -2
+    if buf[p] != 40:  # '('
+        return -1
+    p += 1
+    mantissa = 0
+    digits = 0
+    frac = 0
+    while p < end and 48 <= buf[p] <= 57:
+        mantissa = mantissa * 10 + (int(buf[p]) - 48)
+        digits += 1
+        if mantissa >= _MANTISSA_LIMIT:
+            return -1
+        p += 1
+    if digits == 0:
+        return -1
+    if p < end and buf[p] == 46:  # '.'
+        p += 1
+        while p < end and 48 <= buf[p] <= 57:
+            mantissa = mantissa * 10 + (int(buf[p]) - 48)
+            frac += 1
+            if mantissa >= _MANTISSA_LIMIT:
+                return -1
+            p += 1
+        if frac == 0:
+            return -1
+    if p >= end or buf[p] != 41:  # ')'
+        return -1
+    p += 1
+    if p >= end or not _space(buf[p]):
+        return -1
+    while p < end and _space(buf[p]):
+        p += 1
+    c0 = p
+    while p < end and not _space(buf[p]):
+        p += 1
+    clen = p - c0
+    if clen == 0 or p >= end:
+        return -1
+    while p < end and _space(buf[p]):
+        p += 1
+    # identifier
+    i0 = p
+    ident = 0
+    while p < end and _hex(buf[p]) >= 0:
+        ident = ident * 16 + _hex(buf[p])
+        p += 1
+    nid = p - i0
+    if nid != 3 and nid != 8:
+        return -1
+    if p >= end or buf[p] != 35:  # '#'
+        return -1
+    p += 1
+    extended = nid == 8
+    if extended and ident > 0x1FFFFFFF:
+        return -1  # error frames (CAN_ERR_FLAG) and over-long ids: the slow path decides
+    fd = False
+    if p < end and buf[p] == 35:
+        fd = True
+        p += 1
+        if p >= end or _hex(buf[p]) < 0:
+            return -1
+        p += 1  # the flags nibble carries BRS/ESI, not payload
+    n = 0
+    # ``data`` comes zeroed; bytes written for a line that then fails are cleared again
+    while p + 1 < end and n < 64:
+        hi = _hex(buf[p])
+        lo = _hex(buf[p + 1])
+        if hi < 0 or lo < 0:
+            break
+        data[row, n] = hi * 16 + lo
+        n += 1
+        p += 2
+    ok = not (p < end and not _space(buf[p]))  # else 'R' remote, '_' raw DLC, odd digit, junk, > 64 bytes
+    if ok:
+        ok = _fd_length_ok(n) if fd else n <= 8
+    if ok:
+        while p < end and _space(buf[p]):
+            p += 1
+        if p < end and (buf[p] == 82 or buf[p] == 84):  # direction marker R/T
+            p += 1
+            while p < end and _space(buf[p]):
+                p += 1
+        ok = p == end
+    if not ok:
+        for j in range(n):
+            data[row, j] = 0
+        return -1
+    # channel: look the name up among the few seen so far
+    chan = -1
+    for k in range(n_chan):
+        if chan_lens[k] == clen:
+            same = True
+            for j in range(clen):
+                if buf[chan_starts[k] + j] != buf[c0 + j]:
+                    same = False
+                    break
+            if same:
+                chan = k
+                break
+    if chan < 0:
+        if n_chan >= chan_starts.shape[0]:
+            for j in range(n):
+                data[row, j] = 0
+            return -1
+        chan = n_chan
+        chan_starts[chan] = c0
+        chan_lens[chan] = clen
+        n_chan += 1
+    value = np.uint32(ident)
+    if extended:
+        value = value | _EFF_FLAG
+    ids[row] = value
+    lengths[row] = n
+    scale = 1.0
+    for _ in range(frac):
+        scale *= 10.0
+    stamps[row] = float(mantissa) / scale
+    chans[row] = chan
+    return n_chan

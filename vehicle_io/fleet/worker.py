@@ -1,0 +1,185 @@
+"""One chunk on a Dask worker: read, decode with the batch codec, write Parquet parts, mark done.
+
+Every file appears whole or not at all: parts and the marker are written under a hidden
+temp name in their final directory (readers skip names starting with ``.``) and renamed
+with ``os.replace``. Parts are named after the chunk, so a retry after a killed worker
+replaces what the first attempt wrote; the marker comes last, so a chunk without one is
+simply done again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vehicle_io.fleet.plan import MANIFEST_DIR, ChunkTask, Settings, atomic_write_bytes, marker_path
+from vehicle_io.fleet.parse import Frames, ReadReport, read_candump_gz, read_candump_range, read_python_can
+
+
+class _Codec:
+    """Per process: the database, a decoder per bus, the merged one, and the schemas."""
+
+    def __init__(self, dbc: tuple[str, ...] | None, bus_map: tuple[tuple[str, str], ...], dbc_digest: str) -> None:
+        from vehicle_io import load_database
+        from vehicle_io.codec import BatchDecoder
+        from vehicle_io.dbc import split_by_bus
+
+        self.db = load_database(list(dbc) if dbc else None)
+        self.merged = BatchDecoder(self.db)
+        self.by_bus = {bus: BatchDecoder(sub) for bus, sub in split_by_bus(self.db).items() if bus}
+        self.messages = {m.name: m for m in self.db.messages}
+        self.bus_map = dict(bus_map)
+        on_buses: dict[int, set[str]] = {}
+        for m in self.db.messages:
+            on_buses.setdefault(m.frame_id & 0x1FFFFFFF, set()).add(m.bus_name or "")
+        self.shared_ids = np.array(sorted(i for i, b in on_buses.items() if len(b) > 1), np.uint32)
+        self._schemas: dict[str, Any] = {}
+        self.dbc_digest = dbc_digest
+
+    def schema(self, name: str) -> Any:
+        from vehicle_io.fleet.schema import message_schema
+
+        schema = self._schemas.get(name)
+        if schema is None:
+            schema = self._schemas[name] = message_schema(self.messages[name.split("@")[0]], self.dbc_digest)
+        return schema
+
+
+@lru_cache(maxsize=4)
+def _codec_for(dbc: tuple[str, ...] | None, bus_map: tuple[tuple[str, str], ...], dbc_digest: str) -> _Codec:
+    return _Codec(dbc, bus_map, dbc_digest)
+
+
+def _codec(settings: Settings) -> _Codec:
+    """The process's codec for ``settings`` (the chunk size does not matter to it)."""
+    return _codec_for(settings.dbc, settings.bus_map, settings.dbc_digest)
+
+
+def read_chunk(task: ChunkTask) -> tuple[Frames, ReadReport]:
+    if task.kind == "log":
+        return read_candump_range(task.path, task.start, task.end)
+    if task.kind == "log.gz":
+        return read_candump_gz(task.path)
+    return read_python_can(task.path)
+
+
+def decode_frames(codec: _Codec, frames: Frames) -> tuple[dict[str, tuple[np.ndarray, dict[str, np.ndarray]]], dict[str, int], list[str]]:
+    """``{message: (rows, {signal: values})}`` in frame order, status counts, the bus names.
+
+    One pass of the merged database's decoder over the whole chunk; only frames whose id
+    is defined on several buses (Z10: the functional diagnostic id) and whose (mapped)
+    channel names one of those buses are decoded again with that bus's database.
+    """
+    from vehicle_io.codec import STATUS_NAMES
+
+    buses = [codec.bus_map.get(name, name) for name in frames.channels]
+    result = codec.merged.decode(frames.ids, frames.data, frames.lengths)
+    status = result.status
+    pieces: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {
+        name: [(cols["_row"], {k: v for k, v in cols.items() if k != "_row"})] for name, cols in result.items()}
+    known = np.array([i for i, bus in enumerate(buses) if bus in codec.by_bus], np.int32)
+    if codec.shared_ids.size and known.size and len(frames):
+        again = np.isin(frames.ids & np.uint32(0x1FFFFFFF), codec.shared_ids) & np.isin(frames.channel_index, known)
+        if again.any():
+            status = status.copy()
+            sel_all = np.flatnonzero(again)
+            for name, parts in pieces.items():  # drop the merged decoding of those rows
+                rows, cols = parts[0]
+                keep = ~np.isin(rows, sel_all)
+                parts[0] = (rows[keep], {k: v[keep] for k, v in cols.items()})
+            for ch in np.unique(frames.channel_index[sel_all]).tolist():
+                sel = sel_all[frames.channel_index[sel_all] == ch]
+                sub = codec.by_bus[buses[ch]].decode(frames.ids[sel], frames.data[sel], frames.lengths[sel])
+                status[sel] = sub.status
+                for name, cols in sub.items():
+                    pieces.setdefault(name, []).append(
+                        (sel[cols["_row"]], {k: v for k, v in cols.items() if k != "_row"}))
+    found = np.bincount(status, minlength=len(STATUS_NAMES))
+    counts = {name: int(found[code]) for code, name in STATUS_NAMES.items()}
+    out: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for name, parts in pieces.items():
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            continue
+        if len(parts) == 1:
+            out[name] = parts[0]
+            continue
+        rows = np.concatenate([p[0] for p in parts])
+        order = np.argsort(rows, kind="stable")
+        out[name] = (rows[order], {k: np.concatenate([p[1][k] for p in parts])[order] for k in parts[0][1]})
+    return out, counts, buses
+
+
+#: Parquet writer settings: dictionary encoding only where it pays (the bus names), min/max
+#: statistics only for the timestamp (time-range pruning); per-signal encodings and
+#: statistics would cost more than the whole decode.
+WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1, "use_dictionary": ["bus"],
+                                 "write_statistics": ["timestamp"]}
+
+
+def _write_part(path: Path, table: Any) -> None:
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        pq.write_table(table, tmp, **WRITE_OPTIONS)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def run_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Do one chunk; returns (and records in its marker) what was found."""
+    import pyarrow as pa
+
+    t0 = time.perf_counter()
+    codec = _codec(task.settings)
+    frames, report = read_chunk(task)
+    decoded, counts, buses = decode_frames(codec, frames)
+    out = Path(task.out)
+    bus_dictionary = pa.array(buses, pa.string())
+    parts: list[str] = []
+    rows_by_message: dict[str, int] = {}
+    for name in sorted(decoded):
+        rows, columns = decoded[name]
+        schema = codec.schema(name)
+        arrays = [pa.array(frames.timestamps[rows]),
+                  pa.DictionaryArray.from_arrays(pa.array(frames.channel_index[rows], pa.int32()), bus_dictionary)]
+        arrays += [pa.array(columns[f.name]) for f in list(schema)[2:]]
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        directory = out / f"van={task.van}" / f"message={name}"
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"part-{task.key}.parquet"
+        _write_part(target, table)
+        parts.append(str(target.relative_to(out)))
+        rows_by_message[name] = len(rows)
+    result: dict[str, Any] = {
+        "identity": task.identity(),
+        "key": task.key,
+        "path": task.path,
+        "van": task.van,
+        "chunk": task.index,
+        "chunks": task.count,
+        "lines": report.lines,
+        "frames": len(frames),
+        "rows": int(sum(rows_by_message.values())),
+        "status": counts,
+        "skipped_frames": report.skipped_frames,
+        "bad_lines": report.bad_count,
+        "bad_samples": [{"line": b.line, "offset": b.offset, "reason": b.reason} for b in report.bad],
+        "error": None if report.error is None else {"offset": report.error_offset, "reason": report.error},
+        "parts": parts,
+        "messages": rows_by_message,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "worker_pid": os.getpid(),
+    }
+    (out / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(marker_path(out, task.key), json.dumps(result, indent=1).encode())
+    return result
