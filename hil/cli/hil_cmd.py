@@ -8,8 +8,10 @@ or an output could not be used (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 HELP = "run a HIL scenario (TOML) on the simulated Z10 in simulated time"
@@ -61,6 +63,24 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[Callable[[float, float], None] | None]:
+    """A rich progress bar of simulated time on an interactive stderr (none with --json)."""
+    if args.json or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(f"{args.scenario} (simulated time)", total=1.0)
+
+        def update(done_s: float, total_s: float) -> None:
+            bar.update(task, completed=done_s, total=total_s)
+
+        yield update
+
+
 def run(args: argparse.Namespace) -> int:
     if args.hil_action == "list":
         return _list(args)
@@ -69,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from hil.scenario.runner import run_scenario
 
     try:
-        result = run_scenario(resolve(args.scenario), seed=args.seed)
+        with _progress(args) as progress:
+            result = run_scenario(resolve(args.scenario), seed=args.seed, progress=progress)
     except ScenarioError as err:
         print(f"z10 hil run: {err}", file=sys.stderr)
         return 2

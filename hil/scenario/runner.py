@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import operator
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,12 @@ def _evaluate(e: Expectation, t: np.ndarray, s: dict[str, np.ndarray], events: l
     return res(True, f"held on {int(win.sum())} ticks from t={ref:.2f}")
 
 
-def run_scenario(scenario: str | Path | Scenario, seed: int = 0) -> ScenarioResult:
-    """Run ``scenario`` (a file or a parsed :class:`Scenario`) in simulated time."""
+def run_scenario(scenario: str | Path | Scenario, seed: int = 0, *,
+                 progress: Callable[[float, float], None] | None = None) -> ScenarioResult:
+    """Run ``scenario`` (a file or a parsed :class:`Scenario`) in simulated time.
+
+    ``progress(simulated_s, duration_s)`` is called every simulated second (for a progress bar).
+    """
     from hil.ecus.adc import AdcPlan
     from hil.ecus.base import EcuConfigError
     from hil.plant.errors import PlantError
@@ -269,6 +274,8 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0) -> ScenarioResu
         engaged = False
         for k in range(n):
             t_s = (k + 1) * PERIOD_S
+            if progress is not None and k % 100 == 0:
+                progress(k * PERIOD_S, sc.duration_s)
             rig.run_until(t_s)
             if not engaged and t_s >= sc.engage_at_s:
                 adc.plan.control_request = True

@@ -106,3 +106,10 @@ def test_bundled_name_runs_and_plots(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_unknown_scenario_name_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "no_such_scenario"]) == 2
     assert "no_such_scenario" in capsys.readouterr().err
+
+
+def test_progress_callback_counts_simulated_seconds() -> None:
+    calls: list[tuple[float, float]] = []
+    path = SCENARIOS[0].parent / "overload_1700kg.toml"
+    run_scenario(path, progress=lambda done, total: calls.append((done, total)))
+    assert [round(d, 6) for d, _ in calls] == [float(k) for k in range(10)] and {t for _, t in calls} == {10.0}
