@@ -118,8 +118,10 @@ def decode_frames(codec: _Codec, frames: Frames) -> tuple[dict[str, tuple[np.nda
 
 #: Parquet writer settings: dictionary encoding only where it pays (the bus names), min/max
 #: statistics only for the timestamp (time-range pruning); per-signal encodings and
-#: statistics would cost more than the whole decode.
-WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1, "use_dictionary": ["bus"],
+#: statistics would cost more than the whole decode. LZ4: measured on one 182 k-frame chunk,
+#: 1.45 M frames/s end to end at 1.6 MB against zstd-1's 1.11 M frames/s at 1.0 MB (snappy
+#: 1.33 M at 3.2 MB, none 1.21 M at 38 MB): writing is the larger half of a chunk's time.
+WRITE_OPTIONS: dict[str, Any] = {"compression": "lz4", "use_dictionary": ["bus"],
                                  "write_statistics": ["timestamp"]}
 
 
