@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("distributed")
-pytest.importorskip("pyarrow")
+pytest.importorskip("distributed", reason="z10 fleet needs the fleet extra (dask[distributed])")
+pytest.importorskip("pyarrow", reason="z10 fleet needs the fleet extra (pyarrow)")
 
 from fleet_helpers import (  # noqa: E402
     BUS_MAP,
