@@ -96,6 +96,17 @@ def simulated_bench(host: str = SIM_HOST, port: int = SIM_PORT) -> dict[str, Bus
     }
 
 
+def check_stays_on_host(interface: str, options: Mapping[str, Any]) -> None:
+    """House rule: no bus traffic beyond loopback. python-can's UDP interfaces (``udp_*``) send
+    to a network group address; the socketcand clients only to a loopback ``host``."""
+    if interface.startswith("udp_"):
+        raise BusConfigError(f"interface {interface!r} sends onto the network; use socketcand on loopback")
+    if interface in ("socketcand", "z10socketcand") and "host" in options \
+            and str(options["host"]) not in _LOOPBACK_HOSTS:
+        raise BusConfigError(f"interface {interface!r}: expected a loopback host (127.0.0.1, ::1, localhost), "
+                             f"but got {options['host']!r}")
+
+
 def _spec_from_table(name: str, table: Mapping[str, Any], source: str) -> BusSpec:
     if not isinstance(table, Mapping):
         raise BusConfigError(f"{source}: bus {name!r}: expected a table, but got {type(table).__name__}")
@@ -109,9 +120,11 @@ def _spec_from_table(name: str, table: Mapping[str, Any], source: str) -> BusSpe
     for key in ("fd", "receive_own_messages"):
         if key in table and not isinstance(table[key], bool):
             raise BusConfigError(f"{source}: bus {name!r}: expected true/false for {key!r}, but got {table[key]!r}")
-    if table["interface"] == "udp_multicast":
-        raise BusConfigError(f"{source}: bus {name!r}: udp_multicast leaves the host; use socketcand on loopback")
     options = {k: v for k, v in table.items() if k not in _KNOWN_KEYS}
+    try:
+        check_stays_on_host(table["interface"], options)
+    except BusConfigError as err:
+        raise BusConfigError(f"{source}: bus {name!r}: {err}") from None
     return BusSpec(
         name=name,
         interface=table["interface"],
@@ -142,8 +155,7 @@ def load_bench(path: str | Path) -> dict[str, BusSpec]:
 def single_bus(name: str, interface: str, channel: str, bitrate: int | None = None,
                data_bitrate: int | None = None, fd: bool = False) -> dict[str, BusSpec]:
     """The ``-i/-c/-b`` form: one bus, named as the caller says (default "pt")."""
-    if interface == "udp_multicast":
-        raise BusConfigError("udp_multicast leaves the host; use socketcand on loopback")
+    check_stays_on_host(interface, {})
     return {name: BusSpec(name, interface, channel, bitrate, data_bitrate, fd)}
 
 

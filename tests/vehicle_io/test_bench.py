@@ -34,7 +34,8 @@ def test_bench_file_round_trip(tmp_path) -> None:
         ("[bus.pt]\nchannel = 'x'\n", "'interface'"),
         ("[bus.pt]\ninterface = 'virtual'\nchannel = 'x'\nbitrate = -5\n", "positive integer 'bitrate'"),
         ("[bus.pt]\ninterface = 'virtual'\nchannel = 'x'\nfd = 'yes'\n", "true/false for 'fd'"),
-        ("[bus.pt]\ninterface = 'udp_multicast'\nchannel = 'x'\n", "udp_multicast"),
+        ("[bus.pt]\ninterface = 'udp_group'\nchannel = 'x'\n", "sends onto the network"),
+        ("[bus.pt]\ninterface = 'socketcand'\nchannel = 'pt'\nhost = '10.0.0.7'\n", "loopback host"),
         ("[bus.pt\n", "not valid TOML"),
     ],
 )
@@ -63,5 +64,10 @@ def test_simulated_bench_is_loopback_only() -> None:
 def test_real_interfaces_are_not_simulated() -> None:
     assert not single_bus("pt", "socketcan", "can0")["pt"].is_simulated
     assert not single_bus("pt", "slcan", "/dev/ttyACM0")["pt"].is_simulated
-    with pytest.raises(BusConfigError):
-        single_bus("pt", "udp_multicast", "x")
+    import can
+
+    udp_backends = [name for name in can.interfaces.BACKENDS if name.startswith("udp_")]
+    assert udp_backends  # python-can's UDP interface(s): every one of them is refused
+    for interface in udp_backends:
+        with pytest.raises(BusConfigError, match="sends onto the network"):
+            single_bus("pt", interface, "x")
