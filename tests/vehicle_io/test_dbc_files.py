@@ -12,6 +12,7 @@ from pathlib import Path
 import cantools
 import pytest
 
+from tests.crc_reference import crc8_j1850_bitwise as _crc8_j1850
 from vehicle_io.dbc import (
     attribute_value,
     bundled_dbc_paths,
@@ -360,15 +361,6 @@ def test_every_message_round_trips_through_cantools(db) -> None:
             assert len(data) == message.length
             decoded = message.decode(data, scaling=False, decode_choices=False)
             assert decoded == values, message.name
-
-
-def _crc8_j1850(data: bytes) -> int:
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1D) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc ^ 0xFF
 
 
 def test_e2e_doc_worked_example_matches_the_dbc(db) -> None:

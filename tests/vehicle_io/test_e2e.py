@@ -26,16 +26,7 @@ from vehicle_io.e2e import (
     protect_batch,
 )
 from vehicle_io.errors import VehicleIoError
-
-
-def bitwise_crc8(data: bytes) -> int:
-    """CRC8 SAE J1850 the slow way, straight from the definition (independent of the table)."""
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1D) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc ^ 0xFF
+from tests.crc_reference import crc8_j1850_bitwise as bitwise_crc8
 
 
 DBC = """VERSION ""

@@ -10,6 +10,7 @@ from hilbus_reference import classic_frame, stuff
 
 from hil.bus import BusOffError, FaultConfigError, FaultRule, SimClock, WireFrame
 from hil.bus.channel import CAN_ERR_BUSOFF, CAN_ERR_CRTL, CAN_ERR_PROT, CAN_ERR_RESTARTED
+from tests.crc_reference import crc8_j1850_bitwise as crc8_j1850
 
 BIT = Fraction(1, 500_000)
 
@@ -28,15 +29,6 @@ def drain(bus: can.BusABC, errors: bool = False) -> list[can.Message]:
         if errors or not m.is_error_frame:
             out.append(m)
     return out
-
-
-def crc8_j1850(data: bytes) -> int:
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1D) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc ^ 0xFF
 
 
 def z10_protect(data_id: int, payload: bytearray, counter: int) -> bytes:

@@ -1,16 +1,7 @@
 """Independent checks for the rest-bus tests (nothing here comes from the code under test)."""
 
 from __future__ import annotations
-
-
-def crc8_j1850_bitwise(data: bytes) -> int:
-    """CRC8 SAE J1850 (poly 0x1D, init 0xFF, xorout 0xFF, MSB first), bit by bit."""
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1D) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc ^ 0xFF
+from tests.crc_reference import crc8_j1850_bitwise
 
 
 def z10_crc(data_id: int, frame: bytes) -> int:
