@@ -143,3 +143,16 @@ class KillOnce(WorkerPlugin):
                 os.kill(os.getpid(), signal.SIGKILL)
 
         w._write_part = write_part
+
+
+def reference_by_van(fleet: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, str, dict[str, float]]]]]:
+    """The fixture's reference decoding per van (folder name) and message, in time order."""
+    out: dict[str, dict[str, list[tuple[float, str, dict[str, float]]]]] = {}
+    for path, (per_message, _records) in fleet["reference"].items():
+        van = Path(path).parent.name
+        for name, rows in per_message.items():
+            out.setdefault(van, {}).setdefault(name, []).extend(rows)
+    for messages in out.values():
+        for rows in messages.values():
+            rows.sort(key=lambda r: r[0])
+    return out

@@ -15,21 +15,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from fleet_helpers import BUS_MAP, KillOnce
+from fleet_helpers import BUS_MAP, KillOnce, reference_by_van
 
 SAMPLE_ROWS = 150
-
-
-def _by_van(fleet: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, str, dict[str, float]]]]]:
-    out: dict[str, dict[str, list[tuple[float, str, dict[str, float]]]]] = {}
-    for path, (per_message, _records) in fleet["reference"].items():
-        van = Path(path).parent.name
-        for name, rows in per_message.items():
-            out.setdefault(van, {}).setdefault(name, []).extend(rows)
-    for messages in out.values():
-        for rows in messages.values():
-            rows.sort(key=lambda r: r[0])
-    return out
 
 
 def _table(out: Path, van: str, message: str) -> Any:
@@ -43,7 +31,7 @@ def _same(a: float, b: float) -> bool:
 
 def test_decoded_values_equal_cantools(fleet, decoded, z10_db):
     out = decoded["out"]
-    reference = _by_van(fleet)
+    reference = reference_by_van(fleet)
     checked = 0
     for van, messages in reference.items():
         for name, rows in messages.items():
@@ -69,7 +57,7 @@ def test_decoded_values_equal_cantools(fleet, decoded, z10_db):
 
 def test_partitioned_by_van_and_message(fleet, decoded):
     out = decoded["out"]
-    reference = _by_van(fleet)
+    reference = reference_by_van(fleet)
     vans = sorted(p.name for p in out.iterdir() if p.name.startswith("van="))
     assert vans == [f"van={v}" for v in sorted(reference)]
     for van, messages in reference.items():

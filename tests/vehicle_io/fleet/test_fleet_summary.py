@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fleet_helpers import reference_by_van
 
 GAP_S = 1.0  # the documented gap limit of the integrals
-
-
-def _reference(fleet: dict[str, Any]) -> dict[str, dict[str, list[tuple[float, str, dict[str, float]]]]]:
-    out: dict[str, dict[str, list[tuple[float, str, dict[str, float]]]]] = {}
-    for path, (per_message, _records) in fleet["reference"].items():
-        van = Path(path).parent.name
-        for name, rows in per_message.items():
-            out.setdefault(van, {}).setdefault(name, []).extend(rows)
-    for messages in out.values():
-        for rows in messages.values():
-            rows.sort(key=lambda r: r[0])
-    return out
 
 
 def _trapezoid(samples: list[tuple[float, float]]) -> float:
@@ -35,7 +23,7 @@ def test_summary_matches_an_independent_computation(fleet, decoded):
     from vehicle_io.fleet import summarize
 
     result = summarize(decoded["out"])
-    reference = _reference(fleet)
+    reference = reference_by_van(fleet)
     assert sorted(result) == sorted(reference)
     for van, messages in reference.items():
         got = result[van]
