@@ -44,14 +44,16 @@ from typing import Any
 
 import can
 
+from vehicle_io.bench import _LOOPBACK_HOSTS, SIM_HOST, SIM_PORT
 from vehicle_io.errors import BusConfigError
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 29536
-#: Hosts accepted: the simulator never leaves the machine.
-LOOPBACK_HOSTS = frozenset(("127.0.0.1", "::1", "localhost"))
+#: Where ``z10 sim`` serves, and the hosts accepted (the simulator never leaves the machine):
+#: the bench module's, one definition for the project.
+DEFAULT_HOST = SIM_HOST
+DEFAULT_PORT = SIM_PORT
+LOOPBACK_HOSTS = frozenset(_LOOPBACK_HOSTS)
 #: Longest element kept, '<' to '>' inclusive (a 64-byte fdframe is under 200 bytes; an
 #: error reason may be longer). Longer ones are counted and dropped without being stored.
 MAX_ELEMENT_BYTES = 8192

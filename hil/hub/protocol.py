@@ -35,17 +35,18 @@ import can
 
 from hil.hub.errors import ProtocolError
 
-#: socketcand's well-known port (``z10 sim`` serves here by default).
-DEFAULT_PORT = 29536
-#: Longest element accepted, '<' to '>' inclusive: a muxfilter with 257 8-byte tuples fits.
-MAX_ELEMENT_BYTES = 8192
-
-FLAG_BRS = 0x01
-FLAG_ESI = 0x02
-FLAG_FDF = 0x04
-
-FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
-_FD_LENGTH_SET = frozenset(FD_LENGTHS)
+# socketcand's well-known port (``z10 sim`` serves here by default), the longest element
+# accepted ('<' to '>' inclusive: a muxfilter with 257 8-byte tuples fits), the CAN FD flags
+# and lengths: one definition, shared with the tester's client.
+from vehicle_io.socketcand import (
+    _FD_LENGTH_SET,
+    DEFAULT_PORT,
+    FD_LENGTHS,
+    FLAG_BRS,
+    FLAG_ESI,
+    FLAG_FDF,
+    MAX_ELEMENT_BYTES,
+)
 
 _WHITESPACE = b" \t\r\n\v\f"
 _ANGLE = re.compile(rb"[<>]")
