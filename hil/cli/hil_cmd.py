@@ -109,12 +109,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"z10 hil run: cannot write report {args.report}: {err.strerror or err}", file=sys.stderr)
             return 2
     if args.plot:
-        try:
-            from vehicle_io.plot import plot_report
-        except ImportError as err:
-            print(f"z10 hil run: --plot needs matplotlib ({err}); install with: pip install 'z10-hil[plots]'",
-                  file=sys.stderr)
-            return 2
+        from vehicle_io.plot import plot_report  # matplotlib itself is imported when it draws
+
         try:
             Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
             plot_report(report_dict(result), args.plot)
