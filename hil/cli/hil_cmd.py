@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"z10 hil run: {err}", file=sys.stderr)
         return 2
+    doc = report_dict(result)  # once, for --json, --report and --plot
     if args.json:
-        print(json.dumps(report_dict(result), allow_nan=False))
+        print(json.dumps(doc, allow_nan=False))
     else:
         for e in result.expectations:
             print(f"{'PASS' if e.passed else 'FAIL'}  {e.text}: {e.detail}")
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         try:
             Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-            write_report(result, args.report)
+            write_report(doc, args.report)
         except OSError as err:
             print(f"z10 hil run: cannot write report {args.report}: {err.strerror or err}", file=sys.stderr)
             return 2
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            plot_report(report_dict(result), args.plot)
+            plot_report(doc, args.plot)
         except ImportError as err:
             print(f"z10 hil run: --plot needs matplotlib ({err}); install with: pip install 'z10-hil[plots]'",
                   file=sys.stderr)

@@ -42,6 +42,7 @@ def _round6(x: float) -> float | None:
     return float(f"{x:.6g}")
 
 
-def write_report(result: ScenarioResult, path: str | Path) -> None:
-    """Write the JSON report to ``path``."""
-    Path(path).write_text(json.dumps(report_dict(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+def write_report(result: ScenarioResult | dict[str, Any], path: str | Path) -> None:
+    """Write the JSON report (a result, or its ``report_dict``) to ``path``."""
+    doc = result if isinstance(result, dict) else report_dict(result)
+    Path(path).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
