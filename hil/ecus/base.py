@@ -363,6 +363,10 @@ class SimEcu:
     def on_command(self, message: str, values: Mapping[str, float], t_s: float) -> None:
         """A command frame passed the E2E check (state VALID): act on it."""
 
+    def on_supervise(self, t_s: float) -> None:
+        """The ECU's background task, every supervision period (a command's cycle), whether or
+        not its frames go out: fallbacks that must keep acting (e.g. hold the van) live here."""
+
     def on_command_lost(self, message: str, t_s: float) -> None:
         """No valid ``message`` for ``COMMAND_TIMEOUT_CYCLES`` cycles: fall back to safe inputs."""
 
@@ -620,6 +624,7 @@ class SimEcu:
                 rx.values = None
                 self._stats.commands_lost += 1
                 self.on_command_lost(rx.name, (now - self.t0_ps) / PS_PER_S)
+        self.on_supervise((now - self.t0_ps) / PS_PER_S)
         self._supervise_handle = self.clock.call_at_ps(now + self._supervise_ps, self._supervise)
 
 

@@ -39,7 +39,6 @@ class BrkEcu(SimEcu):
     def signals(self, message: str, t_s: float) -> dict[str, float]:
         van = self.van
         if message == "BRK_Status":
-            self.on_cycle_fallback()
             return {
                 "BRK_FaultLevel": 0.0,
                 "BRK_AbsActive": float(van.read("abs_active")),
@@ -80,8 +79,8 @@ class BrkEcu(SimEcu):
         self.fallback_active = 1
         self._fallback()
 
-    def on_cycle_fallback(self) -> None:
-        """Called on every own frame while the fallback runs: hold once stopped."""
+    def on_supervise(self, t_s: float) -> None:
+        """While the fallback runs: brake, then hold once stopped."""
         if self.fallback_active:
             self._fallback()
 

@@ -46,7 +46,6 @@ class VcuEcu(SimEcu):
 
     def signals(self, message: str, t_s: float) -> dict[str, float]:
         van = self.van
-        self.on_epb_check()
         speed_mps = abs(van.read("speed_mps"))
         return {
             "VCU_Ready": float(van.read("hv_active") and van.read("motor_torque_enabled")),
@@ -90,6 +89,7 @@ class VcuEcu(SimEcu):
         """The gateway went silent: park the van once the BRK's fallback has stopped it."""
         self.command_lost = True
 
-    def on_epb_check(self) -> None:
+    def on_supervise(self, t_s: float) -> None:
+        """Command lost: apply the EPB once the van stands still."""
         if self.command_lost and self.van.read("standstill") and self.van.read("epb_state") != EPB_APPLIED:
             self.van.command(epb_request=EPB_APPLY)

@@ -163,9 +163,13 @@ def test_command_loss_falls_back_to_zero_torque(make_rig) -> None:
     assert not rig.ecu("MCU").command_valid("GW_DriveCommand")
 
 
-def test_gateway_silent_while_moving_brk_stops_and_vcu_parks(make_rig) -> None:
-    """No driver to hand back to: lost gateway commands -> the BRK's controlled stop, then EPB."""
+@pytest.mark.parametrize("brk_silenced", [False, True])
+def test_gateway_silent_while_moving_brk_stops_and_vcu_parks(make_rig, brk_silenced: bool) -> None:
+    """No driver to hand back to: lost gateway commands -> the BRK's controlled stop, then EPB.
+    The fallback is the ECU's background task: it acts even while its own frames are silenced."""
     rig = make_rig(seed=4)
+    if brk_silenced:
+        rig.ecu("BRK").add_fault({"action": "silence", "t0_s": 3.0})
     stub = GatewayStub(rig, messages=["GW_DriveCommand", "GW_BrakeCommand"])
     stub.set("GW_DriveCommand", GW_DriveEnable=1, GW_GearRequest=3, GW_EpbRequest=2, GW_TorqueRequest=300.0)
     stub.set("GW_BrakeCommand", GW_BrakeEnable=1, GW_BrakePressureRequest=0.0)
@@ -178,6 +182,7 @@ def test_gateway_silent_while_moving_brk_stops_and_vcu_parks(make_rig) -> None:
     rig.run_for(6.0)
     assert abs(rig.van.read("speed_mps")) < 0.01
     assert rig.van.read("epb_state") == 1
+    assert rig.ecu("BRK").hold_active == 1 and rig.van.read("in_brake_pressure_request_bar") >= 30.0  # held
     assert rig.ecu("BRK").stats.commands_lost == 1 and rig.ecu("VCU").stats.commands_lost == 1
 
 
