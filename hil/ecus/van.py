@@ -28,8 +28,10 @@ class PlantVan:
         self._rec = model._van  # the live record; the model mutates it in place each step
         self._names: tuple[str, ...] = tuple(self._rec.dtype.names)
         self._snap: dict[str, float] = {}
+        self._comps_live = model._comps  # the live compartment records (inputs included)
+        self._comp_names: tuple[str, ...] = tuple(self._comps_live.dtype.names)
         self._cells: np.ndarray | None = None
-        self._comps: np.ndarray | None = None
+        self._comps: list[dict[str, Any]] | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -70,23 +72,29 @@ class PlantVan:
                 snap[key] = row[key].item()
 
     def command_compartment(self, number: int, **inputs: float) -> None:
+        live = self._comps_live
+        if isinstance(number, int) and 1 <= number <= live.shape[0]:
+            row = live[number - 1]
+            # The CBC repeats its command every frame: only a change goes through the model's
+            # checked setter (and makes the next read take a new snapshot).
+            names = self._comp_names
+            if all("in_" + name in names and row["in_" + name] == value for name, value in inputs.items()):
+                return
         self.model.set_compartment(number, **inputs)
         self._comps = None
 
-    def _compartments(self) -> np.ndarray:
+    def _compartments(self) -> list[dict[str, Any]]:
         if self._comps is None:
-            self._comps = self.model.compartments
+            names = self._comp_names
+            self._comps = [dict(zip(names, rec)) for rec in self._comps_live.tolist()]
         return self._comps
 
     def compartment(self, number: int) -> Mapping[str, float]:
+        """State of compartment ``number`` at the last snapshot (read-only: shared by every reader)."""
         comps = self._compartments()
-        if not 1 <= number <= len(comps):
+        if not (isinstance(number, int) and 1 <= number <= len(comps)):
             raise EcuConfigError(f"compartment number: expected 1..{len(comps)}, but got {number!r}")
-        row = comps[number - 1]
-        return {
-            "door_open": int(row["door_open"]), "lock_state": int(row["lock_state"]),
-            "weight_kg": float(row["weight_kg"]), "temp_c": float(row["temp_c"]),
-        }  # fmt: skip
+        return comps[number - 1]
 
     def _cell_records(self) -> np.ndarray:
         if self._cells is None:

@@ -118,16 +118,21 @@ def _apply(action: Action, rig: Any, loop: Any, pending: list[Action]) -> None:
     rig.van.refresh()
 
 
-def _sample(rig: Any, out: Any, signal: str) -> float:
+def _sampler(rig: Any, signal: str) -> Callable[[Any], float]:
+    """A reader of ``signal`` (a name _check_signals accepted) from the rig or the loop outputs."""
+    van = rig.van
     if signal == "doors_open":
-        n = int(rig.van.param("compartments"))
-        return float(sum(rig.van.compartment(k)["door_open"] for k in range(1, n + 1)))
+        numbers = range(1, int(van.param("compartments")) + 1)
+        return lambda out: float(sum(van.compartment(k)["door_open"] for k in numbers))
     if signal.startswith("van."):
-        return float(rig.van.read(signal[4:]))
+        name = signal[4:]
+        return lambda out: float(van.read(name))
     if signal.startswith("comp"):
         number, _, key = signal[4:].partition(".")
-        return float(rig.van.compartment(int(number))[key])
-    return float(out[signal[3:]][0])
+        index = int(number)
+        return lambda out: float(van.compartment(index)[key])
+    field = signal[3:]
+    return lambda out: float(out[field][0])
 
 
 def _bus_event_recorder(rig: Any, out: list[dict[str, Any]]) -> Any:
@@ -269,6 +274,7 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0, *,
         n = int(round(sc.duration_s / PERIOD_S))
         times = np.zeros(n)
         samples = {name: np.zeros(n) for name in signals}
+        readers = [(samples[name], _sampler(rig, name)) for name in signals]
         actions = list(sc.actions)
         action_events: list[dict[str, Any]] = []
         engaged = False
@@ -296,8 +302,8 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0, *,
             gw.check_deadlines(t_now)
             out = loop.tick(t_now)
             times[k] = t_s
-            for name in signals:
-                samples[name][k] = _sample(rig, out, name)
+            for column, read in readers:
+                column[k] = read(out)
         loop_events = [{**ev, "t": round(ev["t"] - rig.t0_ps / 1e12, 6)} for ev in loop.event_dicts()]
         events = sorted(loop_events + action_events + bus_events, key=lambda ev: ev["t"])
         results = [_evaluate(e, times, samples, events, sc.duration_s) for e in sc.expectations]
