@@ -339,6 +339,7 @@ class _Node:
         "suspend_until_ps", "babble_tx", "recovery", "phantom", "reorder_held", "reorder_handle",
         "tx_frames", "tx_bits", "rx_base", "missed", "tx_errors", "rx_errors", "arbitration_lost",
         "retransmissions", "fault_dropped", "aborted", "rejected", "rx_overflow", "bus_off_count",
+        "auto_recovery",
     )
 
     def __init__(self, name: str, index: int, priority_order: bool, phantom: bool = False) -> None:
@@ -359,6 +360,8 @@ class _Node:
         self.tx_frames = self.tx_bits = self.rx_base = self.missed = self.tx_errors = self.rx_errors = 0
         self.arbitration_lost = self.retransmissions = self.fault_dropped = self.aborted = 0
         self.rejected = self.rx_overflow = self.bus_off_count = 0
+        #: None: the channel's setting; True/False: this controller's own (as its driver chose).
+        self.auto_recovery: bool | None = None
 
     def head(self) -> _Tx | None:
         if self.babble_tx is not None:
@@ -590,6 +593,17 @@ class Endpoint:
         """Start bus-off recovery of the node (needed when the channel has auto_recovery off)."""
         with self.clock.lock:
             self.channel.restart_node(self._node.name)
+
+    def set_auto_recovery(self, on: bool | None) -> None:
+        """Whether this endpoint's controller starts bus-off recovery by itself.
+
+        ``None`` follows the channel's ``auto_recovery``. ``False`` is what an AUTOSAR ECU
+        does: its CAN state manager calls :meth:`restart` after its own back-off time.
+        """
+        if on is not None and not isinstance(on, bool):
+            raise BusConfigError(f"set_auto_recovery: expected True, False or None, but got {on!r}")
+        with self.clock.lock:
+            self._node.auto_recovery = on
 
     def close(self) -> None:
         """Detach from the channel; idempotent."""
@@ -1576,7 +1590,7 @@ class Channel:
                 self._tx_done(tx)
             self._pending.pop(node, None)
             self._event("node.bus_off", node.name, tec=counters.tec, rec=counters.rec)
-            if self.auto_recovery:
+            if self.auto_recovery if node.auto_recovery is None else node.auto_recovery:
                 self._begin_recovery(node, after_error_frame=True)
             return
         code = "node.error_passive" if state == ERROR_PASSIVE else "node.error_active"

@@ -43,6 +43,7 @@ LOG = logging.getLogger(__name__)
 
 __all__ = [
     "ECU_FAULT_ACTIONS",
+    "BusOffRecovery",
     "EcuConfigError",
     "EcuFault",
     "EcuStats",
@@ -162,7 +163,41 @@ class EcuStats:
     commands_rejected: int = 0  # E2E not OK / not VALID, or too short
     commands_lost: int = 0  # supervision timeouts
     commands_ignored: int = 0  # received while normal reception was disabled (UDS 0x28)
+    bus_offs: int = 0  # times a controller of this ECU went bus-off
+    bus_off_restarts: int = 0  # recoveries its CAN state manager started after the back-off
     sent_by_message: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BusOffRecovery:
+    """The ECU's CAN state manager after bus-off, as AUTOSAR CanSM configures it.
+
+    A controller that went bus-off is restarted (ISO 11898-1 recovery: 128 x 11 recessive
+    bits) only after a back-off: ``time_l1_s`` for the first ``counter_l1_to_l2`` bus-offs
+    in a row, then ``time_l2_s`` (CanSMBorTimeL1 / CanSMBorCounterL1ToL2 / CanSMBorTimeL2).
+    A recovery followed by ``time_tx_ensured_s`` without a new bus-off ends the row
+    (CanSMBorTimeTxEnsured). AUTOSAR leaves the values to the ECU's configuration; these
+    are common supplier settings. Without a back-off a controller with a broken transceiver
+    is back after 128 x 11 bits (2.8 ms at 500 kbit/s) and goes bus-off again with its next
+    32 frames: a burst of error frames every cycle, which no real ECU produces.
+    """
+
+    time_l1_s: float = 0.1
+    counter_l1_to_l2: int = 5
+    time_l2_s: float = 1.0
+    time_tx_ensured_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("time_l1_s", "time_l2_s", "time_tx_ensured_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 3600.0):
+                raise EcuConfigError(f"BusOffRecovery.{name}: expected 0..3600 s, but got {value!r}")
+        if not (isinstance(self.counter_l1_to_l2, int) and self.counter_l1_to_l2 >= 0):
+            raise EcuConfigError(f"BusOffRecovery.counter_l1_to_l2: expected an int >= 0, but got {self.counter_l1_to_l2!r}")
+
+    def delay_s(self, row: int) -> float:
+        """Back-off before the restart after the ``row``-th bus-off in a row (1-based)."""
+        return self.time_l1_s if row <= self.counter_l1_to_l2 else self.time_l2_s
 
 
 class _Tx:
@@ -288,6 +323,8 @@ class SimEcu:
     NODE: ClassVar[str] = ""
     COMMANDS: ClassVar[tuple[str, ...]] = ()
     COMMAND_TIMEOUT_CYCLES: ClassVar[float] = 10.0
+    #: Bus-off back-off of the ECU's CAN state manager; None leaves recovery to the channel.
+    BUS_OFF_RECOVERY: ClassVar[BusOffRecovery | None] = BusOffRecovery()
 
     def __init__(
         self,
@@ -315,6 +352,9 @@ class SimEcu:
         self._closed = False
         self._supervise_handle: TimerHandle | None = None
         self.t0_ps = 0  # start time: hook times and fault windows count from here
+        self._bor_row: dict[str, int] = {}  # bus -> bus-offs in a row (CanSM's L1/L2 count)
+        self._bor_handles: dict[str, TimerHandle] = {}  # bus -> pending restart or tx-ensured check
+        self._unsubscribe: list[Any] = []
         own = sorted((m for m in db.messages if self.node in (m.senders or ()) and cycle_time_s(m)), key=lambda m: m.frame_id)
         if not own:
             raise EcuConfigError(f"ECU {self.node}: expected cyclic DBC messages sent by {self.node}, but found none")
@@ -345,6 +385,9 @@ class SimEcu:
                       "extended": bool(m.is_extended_frame)} for m in wanted]
                     or _ACCEPT_NOTHING
                 )
+                if self.BUS_OFF_RECOVERY is not None:
+                    endpoint.set_auto_recovery(False)
+                    self._unsubscribe.append(endpoint.channel.add_event_observer(self._bus_event_for(bus)))
         except BaseException:
             self.close()
             raise
@@ -450,6 +493,12 @@ class SimEcu:
         if self._supervise_handle is not None:
             self._supervise_handle.cancel()
             self._supervise_handle = None
+        for handle in self._bor_handles.values():
+            handle.cancel()
+        self._bor_handles.clear()
+        for remove in self._unsubscribe:
+            remove()
+        self._unsubscribe.clear()
         for endpoint in self.endpoints.values():
             endpoint.close()
 
@@ -582,6 +631,51 @@ class SimEcu:
                 self._stats.send_refused += 1
                 continue
             tx.sent += 1
+
+    # -- bus-off (the ECU's CAN state manager) -------------------------------------------------
+
+    def _bus_event_for(self, bus: str) -> Any:
+        def on_event(event: Any) -> None:
+            if event.node != self.node or self._closed:
+                return
+            if event.code == "node.bus_off":
+                self._on_bus_off(bus)
+            elif event.code == "node.recovered":
+                self._on_recovered(bus)
+        return on_event
+
+    def _on_bus_off(self, bus: str) -> None:
+        policy = self.BUS_OFF_RECOVERY
+        assert policy is not None
+        self._stats.bus_offs += 1
+        row = self._bor_row.get(bus, 0) + 1
+        self._bor_row[bus] = row
+        old = self._bor_handles.pop(bus, None)
+        if old is not None:
+            old.cancel()  # a tx-ensured check still running: the recovery did not hold
+        due = self.clock.now_ps() + seconds_to_ps(policy.delay_s(row))
+        self._bor_handles[bus] = self.clock.call_at_ps(due, self._restart, bus)
+
+    def _restart(self, bus: str) -> None:
+        self._bor_handles.pop(bus, None)
+        endpoint = self.endpoints.get(bus)
+        if self._closed or endpoint is None or endpoint.closed:
+            return
+        self._stats.bus_off_restarts += 1
+        endpoint.restart()
+
+    def _on_recovered(self, bus: str) -> None:
+        policy = self.BUS_OFF_RECOVERY
+        assert policy is not None
+        old = self._bor_handles.pop(bus, None)
+        if old is not None:
+            old.cancel()
+        due = self.clock.now_ps() + seconds_to_ps(policy.time_tx_ensured_s)
+        self._bor_handles[bus] = self.clock.call_at_ps(due, self._tx_ensured, bus)
+
+    def _tx_ensured(self, bus: str) -> None:
+        self._bor_handles.pop(bus, None)
+        self._bor_row[bus] = 0
 
     # -- receiving ---------------------------------------------------------------------------
 
