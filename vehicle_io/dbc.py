@@ -174,6 +174,18 @@ def _guess_line(text: str, reason: str) -> int | None:
     for mo in _BO_RE.finditer(text):
         message_lines.setdefault(mo.group(2), _line_of_offset(text, mo.start()))
     words = _WORD_RE.findall(reason)
+    # "... in message M": signal names repeat across messages (CHECKSUM, COUNTER), so a
+    # signal is looked up inside the message the reason names first.
+    named = [word for word in words if word in message_lines]
+    if named:
+        message_ids, signal_ids = _source_lines(text)
+        frame_id_of = {name: fid for fid, name in message_ids}
+        for message in reversed(named):  # cantools names the message last
+            fid = frame_id_of.get(message)
+            for word in words:
+                line = signal_ids.get((fid, word)) if fid is not None else None
+                if line is not None:
+                    return line
     for word in words:
         if word in signal_lines:
             return signal_lines[word]
@@ -275,6 +287,57 @@ def quiet_overwrites(message_names: set[str] | None) -> Iterator[None]:
         logger.removeFilter(log_filter)
 
 
+#: Statements that end with ";" (a file that ends inside one was cut off). A keyword alone on
+#: its line is an entry of the NS_ list, not a statement.
+_TERMINATED_RE = re.compile(
+    r"^[ \t]*(CM_|BA_DEF_DEF_REL_|BA_DEF_DEF_|BA_DEF_REL_|BA_DEF_|BA_REL_|BA_|VAL_TABLE_|VAL_|SIG_VALTYPE_|"
+    r"SG_MUL_VAL_|BO_TX_BU_|SIG_GROUP_|EV_|ENVVAR_DATA_|SGTYPE_|SIG_TYPE_REF_)[ \t]+(?=\S)",
+    re.MULTILINE,
+)
+
+
+def _check_nothing_skipped(
+    path: Path,
+    text: str,
+    database: Database,
+    message_lines: dict[tuple[int, str], int],
+    signal_lines: dict[tuple[int, str], int],
+) -> None:
+    """Refuse a file cantools read only in part (it skips a cut-off SG_ line without a word).
+
+    Every ``SG_`` line of a message that loaded must have become a signal, every ``BO_`` line
+    a message (or have been overwritten by a later one with its frame id, which cantools
+    reports), and the file must not end inside a ``;``-terminated statement.
+    """
+    parsed = {(_dbc_frame_id(m), m.name): {sig.name for sig in m.signals} for m in database.messages}
+    frame_ids = {fid for fid, _ in parsed}
+    for (fid, name), line in sorted(message_lines.items(), key=lambda item: item[1]):
+        if (fid, name) not in parsed and fid not in frame_ids:
+            raise DbcError(path, line, f"BO_ {name}: expected a complete message definition, but the line was "
+                                       "not parsed (truncated or malformed)")
+    names_by_id = {fid: name for fid, name in parsed}
+    for (fid, signal), line in sorted(signal_lines.items(), key=lambda item: item[1]):
+        name = names_by_id.get(fid)
+        if name is not None and signal not in parsed[(fid, name)] and _message_at(message_lines, fid, line) == name:
+            raise DbcError(path, line, f"SG_ {signal} in message {name}: expected a complete signal definition, "
+                                       "but the line was not parsed (truncated or malformed)")
+    last = None
+    for mo in _TERMINATED_RE.finditer(text):
+        last = mo
+    if last is not None and ";" not in text[last.start():]:
+        raise DbcError(path, _line_of_offset(text, last.start()),
+                       f"{last.group(1)} statement: expected it to end with ';', but the file ends first (truncated?)")
+
+
+def _message_at(message_lines: dict[tuple[int, str], int], fid: int, line: int) -> str | None:
+    """Name of the BO_ with frame id ``fid`` that a SG_ at ``line`` belongs to (the last before it)."""
+    best: tuple[int, str] | None = None
+    for (message_id, name), start in message_lines.items():
+        if message_id == fid and start < line and (best is None or start > best[0]):
+            best = (start, name)
+    return None if best is None else best[1]
+
+
 def load_dbc_file(path: PathLike, *, strict: bool = True) -> DbcFile:
     """Parse one DBC file (no merging); ``strict=False`` lets overlapping signals through.
 
@@ -301,6 +364,7 @@ def load_dbc_file(path: PathLike, *, strict: bool = True) -> DbcFile:
             bus_name = attr.value.strip()
     bus_name = bus_name or path.stem
     message_lines, signal_lines = _source_lines(text)
+    _check_nothing_skipped(path, text, database, message_lines, signal_lines)
     for message in database.messages:
         message.bus_name = bus_name
         _SOURCES[message] = (

@@ -347,6 +347,13 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
+def _exact(value: float) -> str:
+    """``value`` short when that is exact, else with every digit (two limits that differ must
+    not print the same)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 def _check_signal_values(ctx: _Ctx, message: Message) -> None:
     for signal in message.signals:
         lo, hi = signal.minimum, signal.maximum
@@ -356,14 +363,17 @@ def _check_signal_values(ctx: _Ctx, message: Message) -> None:
                 f"expected minimum <= maximum, but got [{_fmt(lo)}|{_fmt(hi)}]",
             )
         plo, phi = _phys_range(signal)
-        # Tolerate rounding of the scaled limits (0.1 * 4095 = 409.50000000000006).
-        slack = abs(signal.scale) * 1e-6
-        if (lo is not None and lo < plo - slack) or (hi is not None and hi > phi + slack):
+        # Tolerate rounding of the scaled limits (0.1 * 4095 = 409.50000000000006) and of the
+        # limits as written: a DBC tool prints 2**64 - 1 as 1.84467440737096E+019 (15 digits).
+        def slack(limit: float) -> float:
+            return abs(signal.scale) * 1e-6 + abs(limit) * 1e-12
+
+        if (lo is not None and lo < plo - slack(plo)) or (hi is not None and hi > phi + slack(phi)):
             ctx.add(
                 "range-unreachable", message, signal,
-                f"expected a range within [{_fmt(plo)}|{_fmt(phi)}] ({signal.length} bits, "
+                f"expected a range within [{_exact(plo)}|{_exact(phi)}] ({signal.length} bits, "
                 f"scale {_fmt(signal.scale)}, offset {_fmt(signal.offset)}), but got "
-                f"[{_fmt(lo if lo is not None else plo)}|{_fmt(hi if hi is not None else phi)}]",
+                f"[{_exact(lo if lo is not None else plo)}|{_exact(hi if hi is not None else phi)}]",
             )
         if signal.choices:
             rlo, rhi = _raw_range(signal)

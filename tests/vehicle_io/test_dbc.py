@@ -388,3 +388,78 @@ def test_mutated_bundled_text_gives_database_or_dbc_error(
         stop = min(len(text), start + rng.randrange(1, 40))
         text = text[:start] + (insert if rng.random() < 0.5 else "") + text[stop:]
     _outcome(write(tmp_path, "mutated.dbc", text))
+
+
+# ------------------------------------------------------------------------------ nothing lost
+_TWO_CHECKSUMS = """VERSION ""
+
+BU_: A B
+
+BO_ 256 FIRST: 8 A
+ SG_ CHECKSUM : 0|8@1+ (1,0) [0|255] "" B
+ SG_ COUNTER : 8|4@1+ (1,0) [0|15] "" B
+
+BO_ 257 SECOND: 2 A
+ SG_ COUNTER : 0|4@1+ (1,0) [0|15] "" B
+ SG_ CHECKSUM : 12|8@1+ (1,0) [0|255] "" B
+"""
+
+
+def test_error_line_of_a_repeated_signal_name_is_inside_the_named_message(tmp_path: Path) -> None:
+    # CHECKSUM of SECOND (line 11) runs past its 2 bytes; FIRST's CHECKSUM (line 6) is fine.
+    path = write(tmp_path, "two.dbc", _TWO_CHECKSUMS)
+    with pytest.raises(DbcError, match="does not fit") as info:
+        load_database(path)
+    assert info.value.line == 11
+
+
+def test_a_cut_off_signal_line_is_refused_not_dropped(tmp_path: Path) -> None:
+    text = MINIMAL.format(bus="x")
+    sg = text.index(" SG_ M1_X")
+    # Cut anywhere in the SG_ line: cantools refuses some cuts and reads others as message M1
+    # without the signal; the loader refuses them all, naming the line.
+    silently_dropped = 0
+    for cut in range(sg + len(" SG_ M1_X "), text.index("\n", sg)):
+        partial = text[:cut] + "\n"
+        plain = cantools.database.can.Database()
+        try:
+            plain.add_dbc_string(partial)
+            silently_dropped += not plain.get_message_by_name("M1").signals
+        except Exception:  # noqa: BLE001 - cantools' own refusal
+            pass
+        path = write(tmp_path, "cut.dbc", partial)
+        with pytest.raises(DbcError) as info:
+            load_database(path)
+        assert info.value.line == partial.count("\n", 0, sg) + 1
+    assert silently_dropped > 0  # the case the check exists for was exercised
+
+
+@pytest.mark.parametrize("cut_after", ['CM_ SG_ 256 M1_X "half a comm', 'BA_ "GenMsgCycleTime" BO_ 256 2',
+                                       'VAL_ 256 M1_X 1 "one" 2 "two"'])
+def test_a_file_that_ends_inside_a_statement_is_refused(tmp_path: Path, cut_after: str) -> None:
+    text = MINIMAL.format(bus="x") + "\n" + cut_after
+    path = write(tmp_path, "end.dbc", text)
+    with pytest.raises(DbcError) as info:  # cantools' syntax error, or ours where it reads on
+        load_database(path)
+    assert info.value.line == text.count("\n") + 1
+
+
+def test_ns_keyword_list_is_not_a_cut_off_statement(tmp_path: Path) -> None:
+    ns = "NS_ :\n    CM_\n    BA_DEF_\n    BA_\n    VAL_\n    SIG_VALTYPE_\n    SG_MUL_VAL_\n\nBS_:\n"
+    text = 'VERSION ""\n\n' + ns + "\nBU_: A\n\nBO_ 1 M: 8 A\n SG_ S : 0|8@1+ (1,0) [0|255] \"\" A\n"
+    db = load_database(write(tmp_path, "ns.dbc", text))
+    assert [s.name for s in db.get_message_by_name("M").signals] == ["S"]
+
+
+def test_every_truncation_of_a_bundled_file_loads_whole_or_is_refused(tmp_path: Path) -> None:
+    # What loads must hold every signal the text up to the cut defines: nothing dropped in silence.
+    text = _BODY_TEXT
+    rng = random.Random(11)
+    for cut in sorted(rng.sample(range(100, len(text)), 40)):
+        partial = text[:cut]
+        try:
+            db = load_database(write(tmp_path, "t.dbc", partial))
+        except DbcError:
+            continue
+        defined = sum(1 for line in partial.splitlines() if line.lstrip().startswith("SG_ "))
+        assert sum(len(m.signals) for m in db.messages) == defined, cut
