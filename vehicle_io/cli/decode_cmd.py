@@ -42,7 +42,8 @@ def _format_value(signal: Any, value: float, raw_enums: bool) -> str:
         choice = signal.choices.get(int(value))
         if choice is not None:
             return f"'{choice}'"
-    if value == int(value) and not signal.is_float and (
+    # Values are float64: an integer beyond 2**53 is not exact, so it prints as the float it is.
+    if value == int(value) and abs(value) < 2.0**53 and not signal.is_float and (
         signal.scale == int(signal.scale) and signal.offset == int(signal.offset)
     ):
         text = str(int(value))
@@ -120,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
             base += len(raw_lines)
             raw_lines.clear()
     print(
-        f"{counts['frames']} frames: {counts['decoded']} decoded, {counts['unknown_id']} unknown id, "
-        f"{counts['too_short']} too short, {counts['bad_mux']} bad multiplexer, "
+        f"{counts['frames']} frames: {counts['decoded']} decoded ({counts['bad_mux']} of them with a bad "
+        f"multiplexer), {counts['unknown_id']} unknown id, {counts['too_short']} too short, "
         f"{counts['unsupported']} undecodable, "
         f"{counts['bad_lines']} unreadable lines",
         file=sys.stderr,

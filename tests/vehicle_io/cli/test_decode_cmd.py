@@ -43,7 +43,7 @@ def test_json_output_matches_cantools(monkeypatch, capsys: pytest.CaptureFixture
         assert got == pytest.approx({k: float(v) for k, v in expected.items()})
     assert "<stdin>:2: expected '(SECS) IFACE ID#DATA'" in captured.err
     assert "<stdin>:5: frame shorter than its message needs" in captured.err
-    assert "5 frames" not in captured.err and "4 frames: 2 decoded, 1 unknown id, 1 too short" in captured.err
+    assert "5 frames" not in captured.err and "4 frames: 2 decoded (0 of them with a bad multiplexer), 1 unknown id, 1 too short" in captured.err
 
 
 def test_text_output_as_subprocess() -> None:
@@ -54,3 +54,18 @@ def test_text_output_as_subprocess() -> None:
                            "37.5 kg, CBC_Weight4: 50.0 kg, CBC_Weight5: 62.5 kg, CBC_Weight6: 75.0 kg)")
     assert out[2] == "(3.000000) pt 3FF#00"  # unknown ids are echoed, as cantools decode does
     assert "BMS_CellVoltage001: 3.7 V" in out[1]
+
+
+def test_64_bit_values_beyond_float_precision_print_as_floats(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 2**64 - 1 decodes to the float64 1.8446744073709552e+19: printing it as the integer
+    # 18446744073709551616 would claim a precision the value does not have.
+    dbc = tmp_path / "wide.dbc"
+    dbc.write_text('VERSION ""\n\nBU_: A\n\nBO_ 1 Wide: 8 A\n SG_ Wide_Serial : 0|64@1+ (1,0) '
+                   '[0|18446744073709551615] "" A\n')
+    log = tmp_path / "wide.log"
+    log.write_text("(1.000000) can0 001#FFFFFFFFFFFFFFFF\n(2.000000) can0 001#0500000000000000\n")
+    assert cli.main(["decode", "--dbc", str(dbc), "-s", str(log)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("Wide(Wide_Serial: 1.8446744073709552e+19)")
+    assert out[1].endswith("Wide(Wide_Serial: 5)")
+

@@ -72,7 +72,7 @@ def test_decode_reads_candump_L_lines(monkeypatch, capsys, golden) -> None:
     assert cli.main(["decode", "--single-line"]) == 0
     captured = capsys.readouterr()
     golden("decode_candump_L", captured.out)
-    assert "3 frames: 2 decoded, 1 unknown id" in captured.err
+    assert "3 frames: 2 decoded (0 of them with a bad multiplexer), 1 unknown id" in captured.err
 
 
 # -- send ----------------------------------------------------------------------------------
