@@ -42,6 +42,15 @@ def _level(x):
 
 
 @njit(cache=True, error_model="numpy")
+def _fault_level(x):
+    # An ECU fault level (0 ok, 1 warning/degraded, 2 fault, 3 critical); one that cannot be
+    # read (NaN, negative, >= 256) is a fault: default deny, never "no fault".
+    if not (x >= 0.0 and x < 256.0):
+        return 2
+    return int(x)
+
+
+@njit(cache=True, error_model="numpy")
 def _interp4(v, x0, x1, x2, x3, y0, y1, y2, y3):
     if v <= x0:
         return y0
@@ -152,7 +161,7 @@ def step(state, inp, out, thr):
     tmax = u["bms_cell_t_max_degc"]
     iso_r = u["bms_isolation_kohm"]
     iso_state = _level(u["bms_isolation_state"])
-    bms_level = _level(u["bms_fault_level"]) if cont_ok else -1
+    bms_level = _fault_level(u["bms_fault_level"]) if cont_ok else -1
     batt = 0
     if cells_ok:
         if vmax >= k["cell_ov_derate_v"] or vmin <= k["cell_uv_derate_v"] or tmax >= k["cell_ot_derate_degc"]:
@@ -206,7 +215,7 @@ def step(state, inp, out, thr):
             doors_closed = False
         if _level(l) != 1:
             all_locked = False
-    cbc_level = _level(u["cbc_fault_level"])
+    cbc_level = _fault_level(u["cbc_fault_level"])
     door_ilk = not (doors_closed and all_locked and 0 <= cbc_level < 2)
 
     payload_ok = _flag(u["ok_cbc_payload"]) and u["cbc_load_cell_fault"] == 0.0 and u["cbc_payload_kg"] >= 0.0
@@ -241,10 +250,10 @@ def step(state, inp, out, thr):
     hv_ready = (vcu_ok and _flag(u["vcu_ready"]) and cont_ok and _level(u["bms_main_pos_state"]) == 1
                 and _level(u["bms_main_neg_state"]) == 1 and s["lat_hv_open"] == 0)
     epb_applied = not (vcu_ok and _level(u["vcu_epb_state"]) == 0)
-    mcu_fault = mcu_ok and _level(u["mcu_fault_level"]) >= 2
-    brk_fault = brk_ok and _level(u["brk_fault_level"]) >= 2
-    eps_fault = eps_ok and _level(u["eps_fault_level"]) >= 2
-    vcu_fault = vcu_ok and _level(u["vcu_fault_level"]) >= 2
+    mcu_fault = mcu_ok and _fault_level(u["mcu_fault_level"]) >= 2
+    brk_fault = brk_ok and _fault_level(u["brk_fault_level"]) >= 2
+    eps_fault = eps_ok and _fault_level(u["eps_fault_level"]) >= 2
+    vcu_fault = vcu_ok and _fault_level(u["vcu_fault_level"]) >= 2
 
     # ---------------------------------------------------------------- responsibility, safe stop
     if vcu_ok and _level(u["vcu_drive_mode"]) == 1 and not standstill:
@@ -252,8 +261,12 @@ def step(state, inp, out, thr):
     if override:
         s["responsible"] = 0
         s["engaged"] = 0
+    # No speed source at all (wheels, VCU and motor invalid): the van is blind; it stops and
+    # cannot engage (a PT timeout usually says so first, but not when the frames come with
+    # invalid speeds).
+    speed_lost = not speed_known
     stop_cause = (adc_timeout or adc_e2e or pt_timeout or pt_e2e or mcu_fault or brk_fault or eps_fault
-                  or vcu_fault or not mode_auto)
+                  or vcu_fault or not mode_auto or speed_lost)
     if s["responsible"] == 1 and not standstill and (stop_cause or s["engaged"] == 0):
         s["lat_safe_stop"] = 1
     if stop_cause or s["lat_estop"] == 1 or s["lat_plaus"] == 1 or s["lat_bms_fault"] == 1:
@@ -418,8 +431,6 @@ def step(state, inp, out, thr):
     if engaged and (hold or gear_change_wanted) and standstill:
         hold = True
         pressure = max(pressure, k["hold_brake_bar"])
-    if standstill and (s["lat_estop"] == 1 or s["epb_hold"] == 1):
-        hold = True
 
     # ---------------------------------------------------------------- EPB
     adc_epb = _level(u["adc_epb_request"]) if adc_cmd_ok else -1
@@ -431,6 +442,10 @@ def step(state, inp, out, thr):
     if release_ok:
         s["epb_hold"] = 0
         epb_out = 2
+    # The service brake holds while the EPB holds (or is being applied: on the very tick a
+    # fault sets epb_hold, not one tick later, or the van could roll while the EPB closes).
+    if standstill and (s["lat_estop"] == 1 or s["epb_hold"] == 1):
+        hold = True
 
     # ---------------------------------------------------------------- steering
     rate = steer_rate_limit_degps(speed, thr)
@@ -569,7 +584,7 @@ def step(state, inp, out, thr):
     y["ilk_overload"] = 1 if overload else 0
     y["ilk_driver_override"] = 1 if override else 0
     y["ilk_epb_applied"] = 1 if epb_applied else 0
-    y["ilk_plausibility"] = s["lat_plaus"]
+    y["ilk_plausibility"] = 1 if (s["lat_plaus"] == 1 or speed_lost) else 0
     y["ilk_degraded"] = 1 if degraded else 0
     y["ilk_battery_derate"] = 1 if derate else 0
     y["ilk_unlock_refused"] = 1 if unlock_refused else 0

@@ -229,7 +229,8 @@ INTERLOCKS: tuple[Interlock, ...] = (
     Interlock("plausibility", "ILK_SPEED_PLAUSIBILITY", 0xC10015, "GW_IlkPlausibility",
               "latched; reset at standstill by request",
               "|wheel speed - motor speed| > max(plaus_abs_mps, plaus_rel * speed) for plaus_time_s -> "
-              "no propulsion, safe stop", ("plaus_abs_mps", "plaus_rel", "plaus_time_s"),
+              "no propulsion, safe stop (latched); no valid speed at all (wheels, VCU, motor) -> no "
+              "engagement, safe stop (while it lasts)", ("plaus_abs_mps", "plaus_rel", "plaus_time_s"),
               "safe stop"),
     Interlock("degraded", "ILK_DEGRADED", 0xC10016, "GW_IlkDegraded", "no",
               "BMS_Limits, MCU_Power, cell statistics or BMS_Status stale/invalid -> limp limits "

@@ -373,6 +373,264 @@ def test_negative_motoring_limit_means_no_drive_torque() -> None:
     assert y["torque_nm"] == 0.0
 
 
+# ---------------------------------------------------------------- gaps of the 500-sample run
+def steer_rate_at(speed_mps: float) -> float:
+    """The table's steering rate limit at a speed (linear between the four points), on the 4 deg/s grid."""
+    xs = (THR.steer_rate_v0_mps, THR.steer_rate_v1_mps, THR.steer_rate_v2_mps, THR.steer_rate_v3_mps)
+    ys = (THR.steer_rate_0_degps, THR.steer_rate_1_degps, THR.steer_rate_2_degps, THR.steer_rate_3_degps)
+    return math.floor(float(np.interp(speed_mps, xs, ys)) / 4.0) * 4.0
+
+
+def payload_limits(payload_kg: float) -> tuple[float, float]:
+    """(speed limit, acceleration limit) for a payload, interpolated between empty and rated."""
+    frac = min(max(payload_kg / THR.rated_payload_kg, 0.0), 1.0)
+    return (THR.v_max_empty_mps + (THR.v_max_rated_mps - THR.v_max_empty_mps) * frac,
+            THR.a_max_empty_mps2 + (THR.a_max_rated_mps2 - THR.a_max_empty_mps2) * frac)
+
+
+def brake_mass_kg(payload_kg: float = NOMINAL["cbc_payload_kg"]) -> float:
+    return THR.curb_mass_kg + payload_kg
+
+
+def test_speed_lost_while_moving_stops_the_van() -> None:
+    """Default deny: every speed source lost at 10 m/s -> disengaged, no propulsion, a safe
+    stop, ILK_SPEED_PLAUSIBILITY while it lasts, steering released (rate 0), reported speed
+    unknown; from standstill the van cannot engage while blind. (step_212, the last speed kept
+    for the steering rate, is equivalent since a lost speed disengages: docs/interlocks.md.)"""
+    lost = {"brk_wheel_speeds_valid": 0, "vcu_speed_kph": math.nan, "mcu_motor_speed_rpm": math.nan}
+    h = Harness()
+    h.moving(10.0)
+    h.set(**lost, adc_steer_angle_deg=90.0, adc_target_speed_mps=20.0, adc_target_accel_mps2=1.0)
+    for _ in range(60):
+        y = h.step()
+        assert y["speed_mps"] == -1.0 and y["ilk_plausibility"] == 1
+        assert y["control_allowed"] == 0 and y["drive_enable"] == 0 and y["torque_nm"] <= 0.0
+    assert y["accel_cmd_mps2"] == pytest.approx(-THR.safe_stop_decel_mps2) and y["brake_enable"] == 1
+    assert y["steer_enable"] == 0 and y["steer_rate_limit_degps"] == 0.0
+    h = Harness()
+    h.engage()
+    h.set(**lost, adc_steer_angle_deg=90.0)
+    y = h.step()
+    assert y["speed_mps"] == -1.0 and y["control_allowed"] == 0 and y["ilk_plausibility"] == 1
+    h.set(adc_control_request=0)
+    h.step()
+    h.set(adc_control_request=1)  # a new engage edge while blind is refused
+    assert h.step(3)["control_allowed"] == 0
+
+
+@pytest.mark.parametrize("mode", [{"vcu_drive_mode": L.MODE_MANUAL, "vcu_driver_present": 1},
+                                  {"vcu_drive_mode": L.MODE_REMOTE}])
+def test_responsibility_ends_at_standstill_once_disengaged(mode: dict) -> None:
+    """step_877: disengaged while moving -> safe stop; at standstill the gateway's responsibility
+    ends, so when a driver / remote operator then moves the van (no Auto) it is not braked."""
+    h = Harness()
+    h.moving(10.0)
+    h.set(adc_control_request=0)
+    y = h.step(5)
+    assert y["control_allowed"] == 0 and y["gw_state"] == L.GW_STATE_TRIPPED and y["accel_cmd_mps2"] < 0.0
+    h.set_speed(0.0)
+    assert h.step(3)["standstill"] == 1
+    h.set(**mode)
+    h.set_speed(3.0)
+    for _ in range(20):
+        y = h.step()
+        assert y["standstill"] == 0 and y["control_allowed"] == 0
+        assert y["brake_enable"] == 0 and y["accel_cmd_mps2"] == 0.0 and y["brake_pressure_bar"] == 0.0
+        assert y["gw_state"] == L.GW_STATE_ARMED and y["epb_request"] == L.EPB_NO_REQUEST
+
+
+@pytest.mark.parametrize("side", ["decel", "accel"])
+@pytest.mark.parametrize("offset", OFFSETS)
+def test_accel_limit_flag_boundary(side: str, offset: float) -> None:
+    """step_1084: ILK_ACCEL_LIMIT flags requests strictly beyond -decel_max_cmd_mps2 / the
+    payload-scaled a_max; a request exactly at a limit is within it."""
+    _, a_max = payload_limits(NOMINAL["cbc_payload_kg"])
+    limit = -THR.decel_max_cmd_mps2 if side == "decel" else a_max
+    a_req = limit * (1.0 + offset)
+    h = Harness()
+    h.engage()
+    h.set(adc_target_accel_mps2=a_req)
+    h.step()
+    assert h.flag("accel_limit") == int(a_req < -THR.decel_max_cmd_mps2 or a_req > a_max), a_req
+
+
+@pytest.mark.parametrize("case", ["overspeed", "hv_not_ready"])
+def test_refused_propulsion_while_moving_brakes_only_as_requested(case: str) -> None:
+    """step_1120: propulsion refused for another reason than the gear adds no door-stop braking:
+    overspeed brakes at overspeed_decel_mps2; HV not ready follows the ADC's deceleration."""
+    v_lim, _ = payload_limits(NOMINAL["cbc_payload_kg"])
+    h = Harness()
+    if case == "overspeed":
+        speed = v_lim + THR.overspeed_margin_mps + 0.5
+        h.moving(speed)
+        # the ADC asks speed_gain * (v_lim - speed) = -0.75 m/s2: the overspeed rule makes it -1
+        expected = min(THR.speed_gain_per_s * (v_lim - seen_speed(speed)), -THR.overspeed_decel_mps2)
+    else:
+        speed = 10.0
+        h.moving(speed)
+        h.set(vcu_ready=0, adc_target_speed_mps=8.0)
+        expected = min(THR.speed_gain_per_s * (8.0 - seen_speed(speed)), 0.0)
+    assert -THR.door_stop_decel_mps2 < expected < 0.0
+    y = h.step(int(THR.door_stop_decel_mps2 / THR.jerk_max_mps3 / DT_S) + 20)  # past any jerk ramp
+    assert y["drive_enable"] == 0 and y["torque_nm"] <= 0.0
+    assert float(y["accel_cmd_mps2"]) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("inputs", [{"adc_target_speed_mps": 0.0}, {"adc_target_speed_mps": THR.standstill_speed_mps},
+                                    {"adc_target_speed_mps": 5.0, "vcu_ready": 0}])
+def test_engaged_at_standstill_holds_the_brake(inputs: dict) -> None:
+    """step_1137, step_1434: engaged at standstill with no target speed (or propulsion refused)
+    -> GW_BrakeHold with at least hold_brake_bar, never torque."""
+    h = Harness()
+    h.engage()
+    h.set(**inputs)
+    for _ in range(3):
+        y = h.step()
+        assert y["standstill"] == 1 and y["control_allowed"] == 1 and y["torque_nm"] <= 0.0
+        assert y["brake_hold"] == 1 and y["brake_enable"] == 1
+        assert y["brake_pressure_bar"] == THR.hold_brake_bar  # the command is 0 m/s2: only the hold
+
+
+def test_small_positive_acceleration_target_is_reached() -> None:
+    """step_1155: a target of 0.5 m/s2 (speed error 1 m/s x speed_gain_per_s) is reached at the
+    jerk limit, with the torque that gives it (mass x a x r / ratio)."""
+    h = Harness()
+    h.moving(10.0)
+    h.set(adc_target_speed_mps=11.0)
+    a_target = THR.speed_gain_per_s * (11.0 - seen_speed(10.0))
+    assert 0.0 < a_target < 1.0
+    y = h.step(math.ceil(a_target / (THR.jerk_max_mps3 * DT_S)) + 2)
+    assert float(y["accel_cmd_mps2"]) == pytest.approx(a_target, rel=1e-9)
+    want_nm = brake_mass_kg() * a_target * THR.wheel_radius_m / THR.gear_ratio
+    assert y["drive_enable"] == 1 and float(y["torque_nm"]) == pytest.approx(want_nm, rel=1e-9)
+
+
+@pytest.mark.parametrize("inputs", [{"bms_charge_limit_kw": -5.0}, {"bms_charge_limit_kw": math.nan},
+                                    {"mcu_torque_limit_regen_nm": -10.0}, {"mcu_torque_limit_regen_nm": math.nan},
+                                    {"ok_bms_limits": 0.0, "to_bms_limits": 1.0}])
+def test_invalid_regen_limits_mean_no_regen(inputs: dict) -> None:
+    """step_1272, step_1281: a negative / NaN charge or regen limit, or limp mode (BMS_Limits
+    stale) -> no regeneration at all; the friction brake carries the whole deceleration."""
+    h = Harness()
+    h.moving(15.0)
+    h.set(**inputs, adc_target_speed_mps=0.0, adc_target_accel_mps2=-2.0)
+    for _ in range(30):
+        y = h.step()
+        assert y["torque_nm"] == 0.0
+        force_n = -brake_mass_kg() * float(y["accel_cmd_mps2"])
+        assert float(y["brake_pressure_bar"]) == pytest.approx(force_n / THR.brake_gain_n_per_bar, rel=1e-9)
+    assert y["accel_cmd_mps2"] < 0.0 and y["brake_enable"] == 1
+
+
+def test_friction_brake_covers_what_regen_does_not() -> None:
+    """step_1344, step_1389: brake pressure x gain + regen torque x ratio / r = mass x deceleration,
+    while the regen torque ramps at the torque rate and once it is at the charge-power cap."""
+    h = Harness(replace(THR, torque_rate_nm_per_s=500.0))
+    h.moving(15.0)
+    h.set(adc_target_speed_mps=0.0, adc_target_accel_mps2=-THR.decel_max_cmd_mps2)
+    ramping = 0
+    for _ in range(100):
+        prev = float(h.state[0]["torque_nm"])
+        y = h.step()
+        a = float(y["accel_cmd_mps2"])
+        t = float(y["torque_nm"])
+        if a >= 0.0:
+            continue
+        if t < 0.0 and abs(t) - abs(prev) == pytest.approx(500.0 * DT_S):
+            ramping += 1  # a tick where the regen torque is held back by the torque rate
+        force_n = float(y["brake_pressure_bar"]) * THR.brake_gain_n_per_bar - t * THR.gear_ratio / THR.wheel_radius_m
+        assert force_n == pytest.approx(-brake_mass_kg() * a, rel=1e-9), (a, t)
+    assert ramping >= 5  # the rate-limited ticks were checked
+    y = h.step(100)
+    omega = 15.0 / THR.wheel_radius_m * THR.gear_ratio
+    cap = min(THR.torque_max_nm, NOMINAL["mcu_torque_limit_regen_nm"], NOMINAL["bms_charge_limit_kw"] * 1e3 / omega)
+    assert float(y["accel_cmd_mps2"]) == -THR.decel_max_cmd_mps2
+    assert float(y["torque_nm"]) == pytest.approx(-cap, rel=1e-6)
+    regen_force_n = cap * THR.gear_ratio / THR.wheel_radius_m
+    want_bar = (brake_mass_kg() * THR.decel_max_cmd_mps2 - regen_force_n) / THR.brake_gain_n_per_bar
+    assert float(y["brake_pressure_bar"]) == pytest.approx(want_bar, rel=1e-6)
+
+
+@pytest.mark.parametrize(("gear", "epb"), [(L.GEAR_P, L.EPB_APPLY), (L.GEAR_D, L.EPB_NO_REQUEST),
+                                            (L.GEAR_R, L.EPB_NO_REQUEST), (L.GEAR_N, L.EPB_NO_REQUEST)])
+def test_epb_applied_at_standstill_in_park_only(gear: int, epb: int) -> None:
+    """step_1479: engaged at standstill without an EPB request, the EPB is applied in P only."""
+    h = Harness()
+    h.set(vcu_gear=gear, adc_gear_request=gear)
+    h.engage()
+    for _ in range(3):
+        y = h.step()
+        assert y["standstill"] == 1 and y["epb_request"] == epb, gear
+
+
+def test_epb_not_reapplied_after_a_release() -> None:
+    """step_1515: once released (engaged, D, brake held), the EPB is not applied again when the
+    ADC stops requesting the release."""
+    h = Harness()
+    h.set(vcu_gear=L.GEAR_P, adc_gear_request=L.GEAR_P)
+    h.engage()
+    assert h.step()["epb_request"] == L.EPB_APPLY  # parked: EPB held applied
+    h.set(vcu_gear=L.GEAR_D, adc_gear_request=L.GEAR_D, vcu_epb_state=L.EPB_STATE_APPLIED,
+          adc_epb_request=L.EPB_RELEASE, brk_hold_active=1)
+    assert h.step()["epb_request"] == L.EPB_RELEASE
+    h.set(vcu_epb_state=L.EPB_STATE_RELEASED, adc_epb_request=L.EPB_NO_REQUEST)
+    for _ in range(3):
+        assert h.step()["epb_request"] == L.EPB_NO_REQUEST
+
+
+def test_nan_steering_request_holds_the_angle() -> None:
+    """step_1560: a NaN ADC_SteerAngleRequest keeps the last commanded angle (steering stays on)."""
+    h = Harness()
+    h.engage()
+    h.set(adc_steer_angle_deg=10.0)
+    y = h.step(math.ceil(10.0 / (steer_rate_at(0.0) * DT_S)) + 1)
+    assert float(y["steer_angle_deg"]) == pytest.approx(10.0)
+    h.set(adc_steer_angle_deg=math.nan)
+    for _ in range(3):
+        y = h.step()
+        assert y["steer_enable"] == 1 and float(y["steer_angle_deg"]) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("cause", ["adc_heartbeat_lost", "cell_ov_critical"])
+def test_epb_hold_at_standstill_keeps_the_brake_enabled(cause: str) -> None:
+    """step_1839: after a safe stop (or a contactor opening) at standstill the EPB hold is a
+    brake command: GW_BrakeEnable with GW_BrakeHold, although no pressure is asked for."""
+    h = Harness()
+    if cause == "adc_heartbeat_lost":
+        h.moving(10.0)
+        h.set_valid("adc_heartbeat", False, timed_out=True)
+        assert h.step(5)["gw_state"] == L.GW_STATE_TRIPPED
+        h.set_speed(0.0)
+    else:
+        h.engage()
+        h.set(bms_cell_v_max=THR.cell_ov_crit_v)
+    for _ in range(3):  # from the tick the contactor opening latches: no tick without a brake
+        y = h.step()
+        assert y["standstill"] == 1 and y["control_allowed"] == 0 and y["brake_emergency"] == 0
+        assert y["epb_request"] == L.EPB_APPLY and y["brake_hold"] == 1 and y["brake_enable"] == 1
+
+
+def test_idle_van_sends_no_steer_rate_and_no_latched_fault() -> None:
+    """step_1883, step_1946: not engaged, nothing latched -> GW_SteerRateLimit 0, GW_FaultLatched 0."""
+    h = Harness()
+    h.set(adc_control_request=0, adc_steer_rate_limit_degps=100.0)
+    for _ in range(3):
+        y = h.step()
+        assert y["steer_enable"] == 0 and y["steer_rate_limit_degps"] == 0.0
+        assert y["fault_latched"] == 0 and y["estop_active"] == 0 and y["gw_state"] == L.GW_STATE_ARMED
+
+
+def test_bms_fault_latched_while_moving_is_a_latched_fault() -> None:
+    """step_1928: a BMS fault while moving (contactors still closed) sets GW_FaultLatched and
+    GW_State Fault at once, not only once the contactors open at standstill."""
+    h = Harness()
+    h.moving(10.0)
+    h.set(bms_cell_t_max_degc=THR.cell_ot_fault_degc)
+    y = h.step()
+    assert y["standstill"] == 0 and y["hv_open_request"] == 0 and h.flag("plausibility") == 0
+    assert y["fault_latched"] == 1 and y["gw_state"] == L.GW_STATE_FAULT
+
+
 # ---------------------------------------------------------------- kernel findings (fixed)
 def test_nan_motoring_limit_means_no_drive_torque() -> None:
     """min(torque_max, NaN) returned torque_max: a NaN MCU limit was ignored instead of denying."""
@@ -390,6 +648,30 @@ def test_nan_target_speed_gives_no_nan_command() -> None:
     h.set(adc_target_speed_mps=math.nan)
     y = h.step(3)
     assert y["accel_cmd_mps2"] == y["accel_cmd_mps2"] and y["torque_nm"] <= 0.0
+
+
+@pytest.mark.parametrize("ecu", ["vcu", "mcu", "brk", "eps", "bms", "cbc"])
+@pytest.mark.parametrize("level", [math.nan, -1.0, 256.0, 1.0e9])
+def test_unreadable_fault_level_is_a_fault(ecu: str, level: float) -> None:
+    """An ECU fault level the kernel cannot read counted as "no fault"; it is now read as 2."""
+    h = Harness()
+    h.moving(10.0)
+    h.set(**{f"{ecu}_fault_level": level})
+    y = h.step()
+    assert y["control_allowed"] == 0 or ecu == "cbc"
+    flag = {"mcu": "mcu_fault", "brk": "brk_fault", "eps": "eps_fault", "bms": "bms_fault", "cbc": "door_open"}
+    if ecu in flag:  # a VCU fault is a stop cause without a flag of its own
+        assert h.flag(flag[ecu]) == 1
+    assert y["torque_nm"] <= 0.0 and y["accel_cmd_mps2"] < 0.0
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0])
+def test_readable_low_fault_levels_still_drive(level: float) -> None:
+    """The other side of the boundary: levels 0 and 1 of every ECU leave a moving van engaged."""
+    h = Harness()
+    h.moving(10.0)
+    h.set(**{f"{ecu}_fault_level": level for ecu in ("vcu", "mcu", "brk", "eps", "cbc")})
+    assert h.step(3)["control_allowed"] == 1
 
 
 def test_rpm_helper_round_trip() -> None:
