@@ -383,3 +383,24 @@ def test_range_of_a_64_bit_signal_tolerates_printed_rounding_only(tmp_path: Path
     for f in found:  # the two ranges print differently: the finding says what is wrong
         expected, got = f.text.split("expected a range within ")[1].split(", but got ")
         assert expected.split(" (")[0] != got
+
+
+def test_cli_select_and_ignore_by_code_or_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "two.dbc", edit(BASE, ("[-40|215]", "[-40|300]"), ('BA_ "BusName" "fixture";\n', "")))
+    assert main(["dbc", "check", str(path)]) == 1
+    both = capsys.readouterr().out
+    assert " DBC019 " in both and " DBC022 " in both
+    assert main(["dbc", "check", "--ignore", "no-bus-name", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert " DBC019 " in out and " DBC022 " not in out
+    assert main(["dbc", "check", "--select", "dbc022", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert " DBC019 " not in out and " DBC022 " in out
+    assert main(["dbc", "check", "--ignore", "DBC019,DBC022", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("1 file(s), 0 finding(s)")
+
+
+def test_cli_unknown_rule_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dbc", "check", "--ignore", "DBC019,nonsense"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --ignore: expected rule codes or names (see --rules), but got 'nonsense'"

@@ -31,7 +31,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--rules", action="store_true", help="list the rules and their codes, then exit"
     )
+    check.add_argument(
+        "--select", metavar="RULES", default="",
+        help="report only these rules: codes or names, comma separated (e.g. DBC001,signal-past-end)",
+    )
+    check.add_argument(
+        "--ignore", metavar="RULES", default="",
+        help="do not report these rules (e.g. the Z10 conventions on a supplier's DBC: "
+        "--ignore DBC008,DBC016,DBC022)",
+    )
     parser.set_defaults(_dbc_parser=parser)
+
+
+def _rule_codes(text: str, option: str) -> set[str]:
+    """Codes named by ``text`` (codes or rule names, comma separated); ValueError names a bad one."""
+    from vehicle_io.dbc_lint import RULES
+
+    by_name = {name: code for code, (name, _) in RULES.items()}
+    codes = set()
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        code = item.upper() if item.upper() in RULES else by_name.get(item)
+        if code is None:
+            raise ValueError(f"{option}: expected rule codes or names (see --rules), but got {item!r}")
+        codes.add(code)
+    return codes
 
 
 def _run_check(args: argparse.Namespace) -> int:
@@ -45,7 +70,15 @@ def _run_check(args: argparse.Namespace) -> int:
             for code, (name, text) in RULES.items():
                 print(f"{code} {name}: {text}")
         return EXIT_OK
+    try:
+        selected = _rule_codes(args.select, "--select")
+        ignored = _rule_codes(args.ignore, "--ignore")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
     report = lint_files(args.files or None)
+    report.findings = [f for f in report.findings
+                       if (not selected or f.code in selected) and f.code not in ignored]
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
