@@ -266,3 +266,200 @@ def new_state(n_messages: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         np.full((n_messages, WINDOW_MAX), -1, dtype=np.int8),
         np.zeros(n_messages, dtype=np.int64),
     )
+
+
+@njit(cache=True)
+def _mux_present(s, k, base, count, values, slot_col, slot_parent, slot_is_mux, slot_has_ids, ids_lo,
+                 ids_hi, ids_keys, n_signals):
+    """Whether a multiplexed frame (row ``k`` of its message) carries slot ``s``.
+
+    Walks up the chain of multiplexers as SignalStore._present does: a slot without a
+    multiplexer (or without mux ids) is present; otherwise its multiplexer's value (-1 when
+    NaN or not a multiplexer) must be one of its ids, and so on up the chain.
+    """
+    j = s
+    depth = 0
+    while True:
+        p = slot_parent[j]
+        if p < 0 or slot_has_ids[j] == 0:
+            return True
+        if depth > n_signals:
+            return False
+        key = -1
+        if slot_is_mux[p] != 0:
+            v = values[base + slot_col[p] * count + k]
+            if v == v:
+                key = np.int64(v)
+        found = False
+        for x in range(ids_lo[j], ids_hi[j]):
+            if ids_keys[x] == key:
+                found = True
+                break
+        if not found:
+            return False
+        j = p
+        depth += 1
+
+
+@njit(cache=True)
+def ingest_decoded(  # type: ignore[no-untyped-def]
+    reason, ids, data, lengths, times, status, row_msg, counts, out_base, values, now, bus_counts,
+    codec_reason, msg_index, position, pool_i64, pool_f64, pool_u8, msg_rejected, map_pool,
+    verdict, codes, table, spec, cfg, last_counter, sm_state, window, top, status_counts, cycle_s,
+    deadline_factor, next_deadline,
+):
+    """The store's whole receive step of a decoded batch in one call.
+
+    Arrays come in pools (one argument each; numba unboxes every argument on every call), M
+    messages, S slots, D decoder messages (``counts.shape[0]``):
+
+    * ``pool_i64``: e2e slot [M], frames [M], decoded [M], last accepted row [M],
+      slot -> message [S];
+    * ``pool_f64``: stale after [M], last rx [M], value [S], timestamp [S];
+    * ``pool_u8``: received [M], stale [M], message valid [M], has value [S], valid [S];
+    * ``map_pool`` (the decoder's map): decoder -> layout message [D], scratch [D],
+      layout -> decoder message [M], store mode [M], first slot [M], end slot [M],
+      extended [M], slot -> column [S], is multiplexer [S], multiplexer slot [S],
+      has mux ids [S], mux ids from [S], to [S], then the sorted mux ids.
+
+    1. Map the decoder's rows to layout messages as the gateway's map_rows does (codec
+       status -> reject code for rows still acceptable; a frame format that differs from
+       the message's is ``codes[2]``), filling ``msg_index`` / ``position`` (row within its
+       decoder message).
+    2. :func:`validate_rows` (E2E, staleness, every counter, the last accepted row).
+    3. Store the last accepted row of each message (store mode 0), or for a multiplexed
+       message (mode 1) every accepted row's present signals in row order; then
+       :func:`refresh_validity`.
+
+    Returns (accepted rows, messages gone stale, fallback). ``fallback`` 1: step 3 was not
+    done because a row needs the Python path (mode 2, or a multiplexer value that is not a
+    finite number below 2**62); the caller stores and refreshes.
+    """
+    n_msg = msg_rejected.shape[0]
+    n_sig = pool_f64.shape[0] // 2 - n_msg
+    n_dec = counts.shape[0]
+    e2e_slot = pool_i64[:n_msg]
+    msg_frames = pool_i64[n_msg:2 * n_msg]
+    msg_decoded = pool_i64[2 * n_msg:3 * n_msg]
+    last_row = pool_i64[3 * n_msg:4 * n_msg]
+    slot_message = pool_i64[4 * n_msg:]
+    stale_after = pool_f64[:n_msg]
+    last_rx = pool_f64[n_msg:2 * n_msg]
+    value = pool_f64[2 * n_msg:2 * n_msg + n_sig]
+    stamp = pool_f64[2 * n_msg + n_sig:]
+    received = pool_u8[:n_msg]
+    stale = pool_u8[n_msg:2 * n_msg]
+    message_valid = pool_u8[2 * n_msg:3 * n_msg]
+    has_value = pool_u8[3 * n_msg:3 * n_msg + n_sig]
+    valid = pool_u8[3 * n_msg + n_sig:]
+    at = 0
+    dec_to_lay = map_pool[at:at + n_dec]
+    at += n_dec
+    fill = map_pool[at:at + n_dec]
+    at += n_dec
+    lay_to_dec = map_pool[at:at + n_msg]
+    at += n_msg
+    lay_mode = map_pool[at:at + n_msg]
+    at += n_msg
+    msg_start = map_pool[at:at + n_msg]
+    at += n_msg
+    msg_stop = map_pool[at:at + n_msg]
+    at += n_msg
+    msg_extended = map_pool[at:at + n_msg]
+    at += n_msg
+    slot_col = map_pool[at:at + n_sig]
+    at += n_sig
+    slot_is_mux = map_pool[at:at + n_sig]
+    at += n_sig
+    slot_parent = map_pool[at:at + n_sig]
+    at += n_sig
+    slot_has_ids = map_pool[at:at + n_sig]
+    at += n_sig
+    ids_lo = map_pool[at:at + n_sig]
+    at += n_sig
+    ids_hi = map_pool[at:at + n_sig]
+    at += n_sig
+    ids_keys = map_pool[at:]
+    n = reason.shape[0]
+    for d in range(fill.shape[0]):
+        fill[d] = 0
+    for r in range(n):
+        msg_index[r] = -1
+        d = row_msg[r]
+        p = -1
+        if d >= 0:  # every row the decoder reports counts for the position, rejected or not
+            p = fill[d]
+            fill[d] = p + 1
+        if reason[r] != 255:
+            continue
+        reason[r] = codec_reason[status[r]]
+        if d < 0:
+            continue
+        m = dec_to_lay[d]
+        if ((ids[r] >> 31) != 0) != (msg_extended[m] != 0):
+            reason[r] = codes[2]
+        else:
+            msg_index[r] = m
+            position[r] = p
+    for m in range(last_row.shape[0]):
+        last_row[m] = -1
+    accepted = validate_rows(
+        reason, msg_index, times, now, stale_after, e2e_slot, verdict, codes,
+        table, data, lengths, spec, cfg, last_counter, sm_state, window, top, status_counts, cycle_s,
+        deadline_factor, next_deadline,
+        bus_counts, msg_frames, msg_decoded, msg_rejected, last_row, last_rx, received,
+    )
+    if accepted:
+        for r in range(n):
+            if reason[r] != 255:
+                continue
+            m = msg_index[r]
+            mode = lay_mode[m]
+            if mode == 0:
+                continue
+            if mode != 1:
+                return accepted, 0, 1
+            d = lay_to_dec[m]
+            base = out_base[d]
+            count = counts[d]
+            for s in range(msg_start[m], msg_stop[m]):
+                if slot_is_mux[s] != 0:
+                    v = values[base + slot_col[s] * count + position[r]]
+                    if v == v and not (-4.611686018427388e18 < v < 4.611686018427388e18):
+                        return accepted, 0, 1
+        for m in range(last_row.shape[0]):
+            r = last_row[m]
+            if r < 0 or lay_mode[m] != 0:
+                continue
+            d = lay_to_dec[m]
+            src = out_base[d] + position[r]
+            count = counts[d]
+            t = times[r]
+            for s in range(msg_start[m], msg_stop[m]):
+                value[s] = values[src + slot_col[s] * count]
+                stamp[s] = t
+                has_value[s] = 1
+        for r in range(n):
+            if reason[r] != 255:
+                continue
+            m = msg_index[r]
+            if lay_mode[m] != 1:
+                continue
+            d = lay_to_dec[m]
+            base = out_base[d]
+            count = counts[d]
+            k = position[r]
+            t = times[r]
+            lo = msg_start[m]
+            hi = msg_stop[m]
+            for s in range(lo, hi):
+                if _mux_present(s, k, base, count, values, slot_col, slot_parent, slot_is_mux,
+                                slot_has_ids, ids_lo, ids_hi, ids_keys, hi - lo):
+                    value[s] = values[base + slot_col[s] * count + k]
+                    stamp[s] = t
+                    has_value[s] = 1
+    went_stale = refresh_validity(
+        now, last_rx, stale_after, received, stale, e2e_slot, sm_state, message_valid, has_value,
+        slot_message, valid,
+    )
+    return accepted, went_stale, 0

@@ -472,9 +472,33 @@ def _store(s, ks, ks_lo, n_rows, use_index, rawbuf, values, col, slot_i, slot_f,
 
 
 @njit(cache=True)
+def _scratch_size(max_count, max_nodes, max_mux, max_keys):
+    """int64 work entries _decode_rows_into carves from ``scratch`` for ``max_count`` rows."""
+    return max_count * max_mux + max_count + 2 * (max_keys + 1) + 3 * (max_nodes + 1)
+
+
+@njit(cache=True)
 def decode_rows(data, data64, row_msg, counts, row_start, out_base, long_base, rows, words,
                 long_words, values, status, msg_i, node_i, slot_i, slot_mask, slot_f, slot_int,
                 mux_i, mux_keys, mux_child, max_nodes, max_mux, max_keys):
+    """Passes 2 and 3 (see :func:`_decode_rows_into`), with the work arrays allocated here."""
+    max_count = 0
+    for m in range(counts.shape[0]):
+        if counts[m] > max_count:
+            max_count = counts[m]
+    fill = np.zeros(msg_i.shape[0], dtype=np.int64)
+    scratch = np.zeros(_scratch_size(max_count, max_nodes, max_mux, max_keys), dtype=np.int64)
+    rawbuf = np.empty(max_count, dtype=np.uint64)
+    _decode_rows_into(data, data64, row_msg, counts, row_start, out_base, long_base, rows, words,
+                      long_words, values, status, msg_i, node_i, slot_i, slot_mask, slot_f, slot_int,
+                      mux_i, mux_keys, mux_child, max_nodes, max_mux, max_keys, fill, scratch,
+                      rawbuf)
+
+
+@njit(cache=True)
+def _decode_rows_into(data, data64, row_msg, counts, row_start, out_base, long_base, rows, words,
+                long_words, values, status, msg_i, node_i, slot_i, slot_mask, slot_f, slot_int,
+                mux_i, mux_keys, mux_child, max_nodes, max_mux, max_keys, fill, scratch, rawbuf):
     """Passes 2 and 3: group the rows by message, then decode message by message.
 
     Pass 2 copies each row's payload into its message's contiguous buffer (one 64-bit word
@@ -493,7 +517,8 @@ def decode_rows(data, data64, row_msg, counts, row_start, out_base, long_base, r
     width = data.shape[1]
     n_msg = msg_i.shape[0]
     have_words = data64.shape[0] == n and n > 0
-    fill = np.zeros(n_msg, dtype=np.int64)
+    for m in range(n_msg):
+        fill[m] = 0
     for i in range(n):
         m = row_msg[i]
         if m < 0:
@@ -537,15 +562,24 @@ def decode_rows(data, data64, row_msg, counts, row_start, out_base, long_base, r
     f32buf = u32buf.view(np.float32)
     u64buf = np.zeros(1, dtype=np.uint64)
     f64buf = u64buf.view(np.float64)
-    rawbuf = np.empty(max_count, dtype=np.uint64)
-    seg = np.empty(max_count * max_mux, dtype=np.int64)
-    jbuf = np.empty(max_count, dtype=np.int64)
-    bucket_count = np.zeros(max_keys + 1, dtype=np.int64)
-    bucket_pos = np.zeros(max_keys + 1, dtype=np.int64)
-    stack_node = np.empty(max_nodes + 1, dtype=np.int64)
-    stack_lo = np.empty(max_nodes + 1, dtype=np.int64)
-    stack_n = np.empty(max_nodes + 1, dtype=np.int64)
-    empty_payload = np.zeros((0, 1), dtype=np.uint64)
+    # Work arrays carved from the caller's scratch (see _scratch_size).
+    at = 0
+    seg = scratch[at:at + max_count * max_mux]
+    at += max_count * max_mux
+    jbuf = scratch[at:at + max_count]
+    at += max_count
+    bucket_count = scratch[at:at + max_keys + 1]
+    at += max_keys + 1
+    bucket_pos = scratch[at:at + max_keys + 1]
+    at += max_keys + 1
+    stack_node = scratch[at:at + max_nodes + 1]
+    at += max_nodes + 1
+    stack_lo = scratch[at:at + max_nodes + 1]
+    at += max_nodes + 1
+    stack_n = scratch[at:at + max_nodes + 1]
+    bucket_count[:] = 0
+    bucket_pos[:] = 0
+    empty_payload = rawbuf[:0].reshape((0, 1))
 
     for m in range(n_msg):
         count = counts[m]
@@ -686,3 +720,82 @@ def encode_place(raw, pos, nbits, be, length):
                 if nb > 8:
                     out[k, fb] |= np.uint8(v >> (_U64 - trailing))
     return out
+
+
+@njit(cache=True)
+def decode_batch(ids, lengths, data, data64, status, row_msg, out_i64, out_u64, values, plan_i64,
+                 std_table, ext_keys, ext_msg, slot_mask, slot_f):
+    """All three passes in one call: index, offsets (exclusive prefix sums), decode.
+
+    For small batches, where a Python step per message costs more than the decode itself.
+    Arguments are pooled (numba unboxes every array argument on every call):
+
+    * ``plan_i64``: header [M, msg_i columns, nodes, node_i columns, slots, slot_i columns,
+      slot_int columns, mux entries, mux_i columns, mux keys, max_nodes, max_mux, max_keys],
+      then msg_i, ncols [M], long words [M], node_i, slot_i, slot_int, mux_i, mux_keys,
+      mux_child (2-D tables row-major);
+    * ``out_i64``: counts [M], row_start [M], out_base [M], long_base [M], work [M], rows [C],
+      then the work entries of :func:`_decode_rows_into` (``_scratch_size(C, ...)``);
+    * ``out_u64``: words [C], raw work [C], then long words.
+
+    C = ``status.shape[0]`` >= N (N = ``ids.shape[0]``): the outputs may be longer than
+    needed (reused scratch); ``values`` N * max(ncols), long words N * max(long words);
+    ``status[:N]`` and counts are zeroed here. Returns the number of values.
+    """
+    n_msg = plan_i64[0]
+    at = 13
+    msg_i = plan_i64[at:at + n_msg * plan_i64[1]].reshape((n_msg, plan_i64[1]))
+    at += n_msg * plan_i64[1]
+    ncols = plan_i64[at:at + n_msg]
+    at += n_msg
+    nlong = plan_i64[at:at + n_msg]
+    at += n_msg
+    node_i = plan_i64[at:at + plan_i64[2] * plan_i64[3]].reshape((plan_i64[2], plan_i64[3]))
+    at += plan_i64[2] * plan_i64[3]
+    slot_i = plan_i64[at:at + plan_i64[4] * plan_i64[5]].reshape((plan_i64[4], plan_i64[5]))
+    at += plan_i64[4] * plan_i64[5]
+    slot_int = plan_i64[at:at + plan_i64[4] * plan_i64[6]].reshape((plan_i64[4], plan_i64[6]))
+    at += plan_i64[4] * plan_i64[6]
+    mux_i = plan_i64[at:at + plan_i64[7] * plan_i64[8]].reshape((plan_i64[7], plan_i64[8]))
+    at += plan_i64[7] * plan_i64[8]
+    mux_keys = plan_i64[at:at + plan_i64[9]]
+    at += plan_i64[9]
+    mux_child = plan_i64[at:at + plan_i64[9]]
+    max_nodes = plan_i64[10]
+    max_mux = plan_i64[11]
+    max_keys = plan_i64[12]
+    cap = status.shape[0]
+    counts = out_i64[:n_msg]
+    row_start = out_i64[n_msg:2 * n_msg]
+    out_base = out_i64[2 * n_msg:3 * n_msg]
+    long_base = out_i64[3 * n_msg:4 * n_msg]
+    fill = out_i64[4 * n_msg:5 * n_msg]
+    rows = out_i64[5 * n_msg:5 * n_msg + cap]
+    scratch = out_i64[5 * n_msg + cap:]
+    words = out_u64[:cap]
+    rawbuf = out_u64[cap:2 * cap]
+    long_words = out_u64[2 * cap:]
+    n = ids.shape[0]
+    for i in range(n):
+        status[i] = 0
+    for m in range(n_msg):
+        counts[m] = 0
+    row_msg_n = row_msg[:n]
+    index_batch(ids, lengths, data.shape[1], std_table, ext_keys, ext_msg, msg_i, status,
+                row_msg_n, counts)
+    total_rows = 0
+    total_values = 0
+    total_long = 0
+    for m in range(n_msg):
+        k = counts[m]
+        row_start[m] = total_rows
+        out_base[m] = total_values
+        long_base[m] = total_long
+        total_rows += k
+        total_values += k * ncols[m]
+        total_long += k * nlong[m]
+    _decode_rows_into(data, data64, row_msg_n, counts, row_start, out_base, long_base, rows,
+                      words, long_words, values, status, msg_i, node_i, slot_i, slot_mask, slot_f,
+                      slot_int, mux_i, mux_keys, mux_child, max_nodes, max_mux, max_keys, fill,
+                      scratch, rawbuf)
+    return total_values

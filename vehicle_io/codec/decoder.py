@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,42 @@ class BatchResult(dict[str, dict[str, np.ndarray]]):
         """Number of rows per status name (every status present, zeros included)."""
         found = np.bincount(self.status, minlength=len(STATUS_NAMES))
         return {name: int(found[code]) for code, name in STATUS_NAMES.items()}
+
+
+class FlatDecode(NamedTuple):
+    """A decode as flat kernel buffers (see :meth:`BatchDecoder.decode_flat`)."""
+
+    status: np.ndarray  # uint8[N], STATUS_* per input row
+    row_msg: np.ndarray  # int32[N], decoder message index per input row, -1 if not reported
+    counts: np.ndarray  # int64[M], rows per message
+    row_start: np.ndarray  # int64[M], first entry of each message in ``rows``
+    out_base: np.ndarray  # int64[M], first value of each message in ``values``
+    rows: np.ndarray  # int64[>= sum(counts)], input row numbers grouped by message
+    values: np.ndarray  # float64, per message its columns one after the other
+
+
+_LITTLE = sys.byteorder == "little"
+_U8 = np.dtype(np.uint8)
+_U32 = np.dtype(np.uint32)
+_C_WRITEABLE = 0x1 | 0x400  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE
+
+_NO_WORDS = np.zeros((0, 1), dtype=np.uint64)
+
+class _Buffers(NamedTuple):
+    """decode_batch's pooled outputs (``kernel``, argument order) and views of them."""
+
+    kernel: tuple[np.ndarray, ...]
+    status: np.ndarray
+    row_msg: np.ndarray
+    counts: np.ndarray
+    row_start: np.ndarray
+    out_base: np.ndarray
+    rows: np.ndarray
+    values: np.ndarray
+
+
+#: Up to this many rows a decode is one kernel call with worst-case sized outputs.
+_SMALL_BATCH = 256
 
 
 def _kernel_ready(arr: np.ndarray) -> np.ndarray:
@@ -123,8 +159,24 @@ class BatchDecoder:
         # Words per row of a frame longer than 8 bytes (one spare word for 2-word loads).
         self._long_words = np.where((msg_i[:, MSG_FLAGS] & MSGF_SHORT) == 0,
                                     (msg_i[:, MSG_LENGTH] + 7) // 8 + 1, 0)
-        self._ncols_list: list[int] = self._ncols.tolist()
-        self._long_list: list[int] = self._long_words.tolist()
+        self._long_words = self._long_words.astype(np.int64)
+        self._max_ncols = int(self._ncols.max()) if self._ncols.size else 0
+        self._max_long = int(self._long_words.max()) if self._long_words.size else 0
+        p = self._plan
+        # The int64 tables as one pool (layout: decode_batch), then the kernel arguments that
+        # never change, in decode_batch's order.
+        tables = [p.msg_i, self._ncols, self._long_words, p.node_i, p.slot_i, p.slot_int, p.mux_i,
+                  p.mux_keys, p.mux_child]
+        header = [p.msg_i.shape[0], p.msg_i.shape[1], p.node_i.shape[0], p.node_i.shape[1],
+                  p.slot_i.shape[0], p.slot_i.shape[1], p.slot_int.shape[1], p.mux_i.shape[0],
+                  p.mux_i.shape[1], p.mux_keys.shape[0], p.max_nodes, p.max_mux, p.max_keys]
+        self._plan_pool = np.concatenate(
+            [np.array(header, dtype=np.int64)] + [np.ascontiguousarray(t, dtype=np.int64).ravel() for t in tables]
+        )
+        self._static = (self._plan_pool, p.std_table, p.ext_keys, p.ext_msg, p.slot_mask, p.slot_f)
+        self._scratch: _Buffers | None = None
+        self._kernels: Any = None  # vehicle_io.codec._kernels, imported at the first decode
+        self._scratch_rows = 0
 
     @property
     def message_names(self) -> list[str]:
@@ -146,59 +198,115 @@ class BatchDecoder:
         ``ids``: uint32[N] (bit 31, CAN_EFF_FLAG, is ignored); ``data``: uint8[N, W] zero
         padded; ``lengths``: bytes per row (default W; values above W mean W).
         """
-        from vehicle_io.codec import _kernels
-
-        ids_arr = _as_ids(ids)
-        n = ids_arr.shape[0]
-        data_arr = _as_data(data, n)
-        width = data_arr.shape[1]
-        lengths_arr = _as_lengths(lengths, n, width)
-        p = self._plan
-        status = np.zeros(n, dtype=np.uint8)
-        row_msg = np.empty(n, dtype=np.int32)
-        counts = np.zeros(p.msg_i.shape[0], dtype=np.int64)
-        _kernels.index_batch(ids_arr, lengths_arr, width, p.std_table, p.ext_keys, p.ext_msg,
-                             p.msg_i, status, row_msg, counts)
-        # Outputs are allocated here, not in the kernel: numpy asks for huge pages.
-        # Exclusive prefix sums in plain Python: a batch is small and a numpy call per step
-        # costs more than the arithmetic (same offsets as cumsum(x) - x).
-        count_list = counts.tolist()
-        present = [m for m, k in enumerate(count_list) if k]
-        row_start_l: list[int] = []
-        out_base_l: list[int] = []
-        long_base_l: list[int] = []
-        total_rows = total_values = total_long = 0
-        for k, ncol, nlong in zip(count_list, self._ncols_list, self._long_list):
-            row_start_l.append(total_rows)
-            out_base_l.append(total_values)
-            long_base_l.append(total_long)
-            total_rows += k
-            total_values += k * ncol
-            total_long += k * nlong
-        row_start = np.array(row_start_l, dtype=np.int64)
-        out_base = np.array(out_base_l, dtype=np.int64)
-        long_base = np.array(long_base_l, dtype=np.int64)
-        rows = np.empty(total_rows, dtype=np.int64)
-        words = np.empty(total_rows, dtype=np.uint64)
-        long_words = np.empty(total_long, dtype=np.uint64)
-        values = np.empty(total_values, dtype=np.float64)
-        if width % 8 == 0 and width and sys.byteorder == "little":
-            data64 = data_arr.view(np.uint64)
-        else:
-            data64 = np.zeros((0, 1), dtype=np.uint64)
-        _kernels.decode_rows(data_arr, data64, row_msg, counts, row_start, out_base, long_base,
-                             rows, words, long_words, values, status, p.msg_i, p.node_i, p.slot_i,
-                             p.slot_mask, p.slot_f, p.slot_int, p.mux_i, p.mux_keys,
-                             p.mux_child, p.max_nodes, p.max_mux, p.max_keys)
-        result = BatchResult(status)
-        for m in present:
-            k = count_list[m]
-            start = row_start_l[m]
+        flat = self.decode_flat(ids, data, lengths)
+        result = BatchResult(flat.status)
+        rows, values = flat.rows, flat.values
+        counts = flat.counts.tolist()
+        row_start = flat.row_start.tolist()
+        out_base = flat.out_base.tolist()
+        for m, k in enumerate(counts):
+            if not k:
+                continue
+            start = row_start[m]
             columns = self._columns[m]
-            base = out_base_l[m]
+            base = out_base[m]
             entry: dict[str, np.ndarray] = {"_row": rows[start:start + k]}
             if columns:
                 # Unpacking the 2-D block gives the column views in one step.
                 entry.update(zip(columns, values[base:base + k * len(columns)].reshape(len(columns), k)))
             result[self._names[m]] = entry
         return result
+
+    def decode_flat(self, ids: npt.ArrayLike, data: npt.ArrayLike,
+                    lengths: npt.ArrayLike | None = None, *, reuse: bool = False) -> FlatDecode:
+        """The same decode as :meth:`decode`, as the kernels' flat buffers (no dict).
+
+        For a consumer that indexes the values itself (the gateway): message ``m``
+        (index into :attr:`message_names`) has ``counts[m]`` rows, input rows
+        ``rows[row_start[m]:][:counts[m]]``, and signal column ``c`` (of
+        :meth:`signal_names`) at ``values[out_base[m] + c * counts[m]:][:counts[m]]``.
+        ``row_msg[i]`` is the message of input row i (-1 when not reported).
+
+        ``reuse=True`` writes a small batch into buffers this decoder keeps: the result is
+        valid until the next ``reuse`` call, and callers must not decode concurrently.
+        """
+        _kernels = self._kernels
+        if _kernels is None:
+            from vehicle_io.codec import _kernels
+
+            self._kernels = _kernels
+        # Arrays that are already what the kernel takes pass with a few identity tests.
+        if (type(ids) is np.ndarray and ids.dtype is _U32 and ids.ndim == 1
+                and ids.flags.num & _C_WRITEABLE == _C_WRITEABLE):
+            ids_arr = ids
+        else:
+            ids_arr = _as_ids(ids)
+        n = ids_arr.shape[0]
+        if (type(data) is np.ndarray and data.dtype is _U8 and data.ndim == 2 and data.shape[0] == n
+                and data.shape[1] <= 255 and data.flags.num & _C_WRITEABLE == _C_WRITEABLE):
+            data_arr = data
+        else:
+            data_arr = _as_data(data, n)
+        width = data_arr.shape[1]
+        if (type(lengths) is np.ndarray and lengths.dtype is _U8 and lengths.shape == (n,)
+                and lengths.flags.num & _C_WRITEABLE == _C_WRITEABLE):
+            lengths_arr = lengths
+        else:
+            lengths_arr = _as_lengths(lengths, n, width)
+        p = self._plan
+        if n <= _SMALL_BATCH:
+            # One kernel call; the outputs are sized for the worst case (a few kB at most).
+            if reuse:
+                bufs = self._scratch
+                if bufs is None or self._scratch_rows < n:
+                    self._scratch_rows = max(n, 2 * self._scratch_rows, 16)
+                    bufs = self._scratch = self._buffers(self._scratch_rows)
+            else:
+                bufs = self._buffers(n)
+            # No uint64 view of the data: for a few rows the kernel reads the bytes as fast.
+            _kernels.decode_batch(ids_arr, lengths_arr, data_arr, _NO_WORDS, *bufs.kernel, *self._static)
+            status, row_msg = bufs.status, bufs.row_msg
+            if status.shape[0] != n:
+                status = status[:n]
+                row_msg = row_msg[:n]
+            return FlatDecode(status, row_msg, bufs.counts, bufs.row_start, bufs.out_base, bufs.rows, bufs.values)
+        if width % 8 == 0 and width and _LITTLE:
+            data64 = data_arr.view(np.uint64)
+        else:
+            data64 = _NO_WORDS
+        status = np.zeros(n, dtype=np.uint8)
+        row_msg = np.empty(n, dtype=np.int32)
+        counts = np.zeros(p.msg_i.shape[0], dtype=np.int64)
+        _kernels.index_batch(ids_arr, lengths_arr, width, p.std_table, p.ext_keys, p.ext_msg,
+                             p.msg_i, status, row_msg, counts)
+        # Big batch: outputs sized exactly (numpy asks for huge pages), offsets by cumsum.
+        row_start = np.cumsum(counts) - counts
+        out_base = np.cumsum(counts * self._ncols) - counts * self._ncols
+        long_base = np.cumsum(counts * self._long_words) - counts * self._long_words
+        total_rows = int(counts.sum())
+        rows = np.empty(total_rows, dtype=np.int64)
+        words = np.empty(total_rows, dtype=np.uint64)
+        long_words = np.empty(int((counts * self._long_words).sum()), dtype=np.uint64)
+        values = np.empty(int((counts * self._ncols).sum()), dtype=np.float64)
+        _kernels.decode_rows(data_arr, data64, row_msg, counts, row_start, out_base, long_base,
+                             rows, words, long_words, values, status, p.msg_i, p.node_i, p.slot_i,
+                             p.slot_mask, p.slot_f, p.slot_int, p.mux_i, p.mux_keys,
+                             p.mux_child, p.max_nodes, p.max_mux, p.max_keys)
+        return FlatDecode(status, row_msg, counts, row_start, out_base, rows, values)
+
+    def _buffers(self, n: int) -> _Buffers:
+        """Outputs of decode_batch for up to ``n`` rows."""
+        n_msg = self._ncols.shape[0]
+        p = self._plan
+        # Layout: see decode_batch (work entries as _kernels._scratch_size for n rows).
+        work = n * p.max_mux + n + 2 * (p.max_keys + 1) + 3 * (p.max_nodes + 1)
+        out_i64 = np.empty(5 * n_msg + n + work, dtype=np.int64)
+        out_u64 = np.empty(2 * n + n * self._max_long, dtype=np.uint64)
+        status = np.empty(n, dtype=np.uint8)
+        row_msg = np.empty(n, dtype=np.int32)
+        values = np.empty(n * self._max_ncols, dtype=np.float64)
+        return _Buffers(
+            (status, row_msg, out_i64, out_u64, values),
+            status, row_msg, out_i64[:n_msg], out_i64[n_msg : 2 * n_msg], out_i64[2 * n_msg : 3 * n_msg],
+            out_i64[5 * n_msg : 5 * n_msg + n], values,
+        )

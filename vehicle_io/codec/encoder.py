@@ -100,6 +100,9 @@ class _MessagePlan:
     # ``fn(values) -> bytes`` or None to take the general path; only for plans it covers.
     scalar_fn: Any = None
     scalar_count: int = -1
+    # Fast-path entries of the slots outside multiplexer branches by name (patch_one), built
+    # on first use.
+    root_slots: dict[str, tuple[Any, ...]] | None = None
 
 
 def _fmt(value: Any) -> str:
@@ -245,6 +248,50 @@ class BatchEncoder:
             if payload is not None:
                 return payload
         return self._encode_scalar(plan, signals, strict)
+
+    def patch_one(self, message_name: str, frame: bytes, /, strict: bool = True, **signals: Any) -> bytes:
+        """``frame`` with the given signals encoded over their bits, every other bit kept.
+
+        For a frame ``encode_one`` made, ``patch_one(name, encode_one(name, **values), **new)``
+        equals ``encode_one(name, **{**values, **new})``: a message of which one signal changes
+        every cycle (an uptime) is re-encoded in one signal's time. Values are converted and
+        checked as ``encode_one`` does (same errors); signals inside multiplexer branches
+        cannot be patched (CodecError), nor can a frame of the wrong length.
+        """
+        plan = self._plan(message_name)
+        if len(frame) != plan.length:
+            raise CodecError(f'message "{plan.name}": expected a frame of {plan.length} bytes, '
+                             f'but got {len(frame)}')
+        assert plan.root is not None
+        by_name = plan.root_slots
+        if by_name is None:
+            by_name = plan.root_slots = {entry[0]: entry for entry in plan.root.fast}
+        length = plan.length
+        little = int.from_bytes(frame, "little")
+        big = None
+        for name, value in signals.items():
+            entry = by_name.get(name)
+            if entry is None:
+                where = "a signal outside multiplexer branches" if name in plan.signal_names else "one of its signals"
+                raise CodecError(f'message "{plan.name}": expected {where}, but got {name!r}')
+            slot = entry[-1]
+            bits = _fast_bits(entry, value, strict)
+            if bits < 0:  # anything but a plain number in range: the general path raises or fits
+                bits = self._scalar_bits(plan, slot, value, strict)
+            mask = ((1 << slot.nbits) - 1) << slot.shift
+            if slot.big_endian:
+                if big is None:
+                    big = int.from_bytes(little.to_bytes(length, "little"), "big")
+                    little = None
+                big = (big & ~mask) | (bits << slot.shift)
+            else:
+                if little is None:
+                    little = int.from_bytes(big.to_bytes(length, "big"), "little")  # type: ignore[union-attr]
+                    big = None
+                little = (little & ~mask) | (bits << slot.shift)
+        if big is not None:
+            return big.to_bytes(length, "big")
+        return little.to_bytes(length, "little")  # type: ignore[union-attr]
 
     def _encode_scalar(self, plan: _MessagePlan, values: Mapping[str, Any],
                        strict: bool) -> bytes:
@@ -600,6 +647,27 @@ class BatchEncoder:
             row = int(np.flatnonzero(bad)[0])
             raise _range_error(plan.name, slot, v[row].item(), slot.signal.minimum,
                                slot.signal.maximum, row=row)
+
+
+def _fast_bits(entry: tuple[Any, ...], value: Any, strict: bool) -> int:
+    """The raw bits of a plain int/float ``value`` inside every range, by the arithmetic of
+    ``_encode_scalar``'s fast path; -1 for anything else (the caller takes the general path)."""
+    _, code, _, _, raw_lo, raw_hi, mask, scale, offset, min_bound, max_bound, slot = entry
+    kind = type(value)
+    if not (kind is float or kind is int) or (strict and (value < min_bound or value > max_bound)):
+        return -1
+    try:
+        if code == _CODE_IDENT_INT:
+            raw = value if kind is int else round(value)
+        elif code == _CODE_LIN_FLOAT:
+            raw = round((value - offset) / scale)
+        elif code == _CODE_LIN_INT:
+            raw = slot.to_raw(value)
+        else:
+            return -1  # float signals
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return -1
+    return raw & mask if raw_lo <= raw <= raw_hi else -1
 
 
 def _fast_entry(slot: _Slot) -> tuple[Any, ...]:

@@ -10,8 +10,12 @@ One :meth:`ControlLoop.tick`:
 3. interlock flag changes become events ``(t_s, code, action)`` in :attr:`ControlLoop.events`
    and bits / active fault codes in GW_Status;
 4. due messages are encoded with :class:`~vehicle_io.codec.BatchEncoder` and sent through
-   :meth:`Gateway.send` (allowlist, E2E counter and CRC) - only on buses the gateway's
-   transmit gate has armed (default deny: nothing is even built for a listen-only bus).
+   :meth:`Gateway.send_payload` (the gate checks every frame: armed bus and allowlist; E2E
+   counter and CRC) - only on buses the gateway's transmit gate has armed (default deny:
+   nothing is even built for a listen-only bus). A message's values are rebuilt only when
+   the output bytes they depend on changed, equal values reuse the last payload, and
+   GW_Status is encoded once per change with its uptime patched in: the frames are those of
+   :meth:`ControlLoop.frames` encoded anew (tests/vehicle_io/control/test_transmit_fast_path.py).
 
 Nothing in a tick raises: encode and transmit refusals are counted in :attr:`counters`
 with the last error text. :meth:`run` is the real-time runner at a fixed period with an
@@ -24,6 +28,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +71,73 @@ _STATUS_FLAGS = tuple((k, ilk.status_signal) for k, ilk in enumerate(L.INTERLOCK
 _FAULT_SIGNALS = tuple(f"GW_ActiveFault{j + 1}" for j in range(8))
 _WATCHED_INDEX = {name: j for j, (name, _) in reversed(list(enumerate(L.WATCHED_MESSAGES)))}
 _HV_NOT_READY = L.INTERLOCK_NAMES.index("hv_not_ready")
+_Y = {name: i for i, name in enumerate(_OUTPUT_NAMES)}
+_U = {name: i for i, name in enumerate(_INPUT_NAMES)}
+_OK = {name: L.OK_OFFSET + j for name, j in _WATCHED_INDEX.items()}
+_T_S, _DT_S = _U["t_s"], _U["dt_s"]
+_ESTOP_REMOTE, _ESTOP_PHYSICAL, _RESET_REQUEST = _U["estop_remote"], _U["estop_physical"], _U["reset_request"]
+_ADC_REMOTE_ESTOP, _VCU_PHYSICAL_ESTOP = _U["adc_remote_estop"], _U["vcu_physical_estop"]
+_ADC_RESET_REQUEST = _U["adc_reset_request"]
+
+
+def _output_bytes(*names: str) -> tuple[tuple[int, int], ...]:
+    """Byte ranges of output fields in the record (adjacent fields merged): a message's cache key."""
+    spans: list[list[int]] = []
+    for name in sorted(names, key=lambda n: L.OUTPUT_DTYPE.fields[n][1]):
+        dtype, offset = L.OUTPUT_DTYPE.fields[name][:2]
+        if spans and spans[-1][1] == offset:
+            spans[-1][1] = offset + dtype.itemsize
+        else:
+            spans.append([offset, offset + dtype.itemsize])
+    return tuple((a, b) for a, b in spans)
+
+
+_DRIVE_FIELDS = ("drive_enable", "torque_nm", "gear_request", "epb_request", "drive_mode_request",
+                 "speed_limit_kph", "hv_open_request")
+_BRAKE_FIELDS = ("brake_enable", "brake_emergency", "brake_hold", "brake_pressure_bar")
+_STEER_FIELDS = ("steer_enable", "steer_angle_deg", "steer_rate_limit_degps")
+_CARGO_FIELDS = ("cargo_enable", "cargo_moving") + tuple(k for keys in _CARGO_KEYS for k in keys[1::2])
+_STATUS_FIELDS = ("control_allowed", "estop_active", "fault_latched", "gw_state") + tuple(
+    f"ilk_{ilk.name}" for ilk in L.INTERLOCKS)
+_DRIVE_Y = itemgetter(*(_Y[n] for n in _DRIVE_FIELDS))
+_BRAKE_Y = itemgetter(*(_Y[n] for n in _BRAKE_FIELDS))
+_STEER_Y = itemgetter(*(_Y[n] for n in _STEER_FIELDS))
+_CARGO_Y = itemgetter(*(_Y[n] for n in _CARGO_FIELDS))
+_STATUS_Y = itemgetter(*(_Y[n] for n in _STATUS_FIELDS[:4]))
+_ILK0 = _Y[f"ilk_{L.INTERLOCKS[0].name}"]
+# The interlock flags are the ilk_* fields in INTERLOCKS order (ilk_flags relies on it too).
+assert _OUTPUT_NAMES[_ILK0 : _ILK0 + L.N_INTERLOCKS] == tuple(f"ilk_{ilk.name}" for ilk in L.INTERLOCKS)
+#: message -> byte ranges of the output record its values depend on (GW_Status: besides the
+#: uptime, the armed state and the gateway's buses); GW_VehicleState depends on inputs too.
+_KEY_SPANS: dict[str, tuple[tuple[int, int], ...]] = {
+    "GW_DriveCommand": _output_bytes(*_DRIVE_FIELDS),
+    "GW_BrakeCommand": _output_bytes(*_BRAKE_FIELDS),
+    "GW_SteerCommand": _output_bytes(*_STEER_FIELDS),
+    "GW_CargoCommand": _output_bytes(*_CARGO_FIELDS),
+    "GW_Status": _output_bytes(*_STATUS_FIELDS),
+}
+
+
+class _Tx:
+    """One message the loop sends: where, how often, and its last values and encoded payload."""
+
+    __slots__ = ("name", "bus", "frame_id", "extended", "is_fd", "cycle_s", "spans", "key", "values",
+                 "encoded_values", "payload", "base", "uptime")
+
+    def __init__(self, name: str, bus: str, message: Any, cycle_s: float) -> None:
+        self.name = name
+        self.bus = bus
+        self.frame_id = int(message.frame_id)
+        self.extended = bool(message.is_extended_frame)
+        self.is_fd = message.length > 8
+        self.cycle_s = cycle_s
+        self.spans = _KEY_SPANS.get(name)  # None: the values depend on inputs, built every time
+        self.key: Any = None
+        self.values: dict[str, float] | None = None
+        self.encoded_values: dict[str, float] | None = None
+        self.payload = b""
+        self.base: bytes | None = None  # GW_Status: encoded with uptime 0
+        self.uptime: float | None = None  # GW_Status: the uptime patched into payload
 
 
 class ControlConfigError(VehicleIoError, ValueError):
@@ -134,10 +206,12 @@ class InputMap:
 
     def fill(self, snap: Snapshot, flat: npt.NDArray[np.float64]) -> None:
         """Write signal values and message validity of ``snap`` into the input record's view."""
-        np.take(snap.value, self.signal_slots, out=flat[: L.N_SIGNAL_INPUTS])
+        # Array methods, not np.take & co.: the wrappers cost as much as the gathers here.
+        snap.value.take(self.signal_slots, out=flat[: L.N_SIGNAL_INPUTS])
         m = self.message_index
-        flat[L.OK_OFFSET : L.OK_OFFSET + L.N_WATCHED] = snap.message_valid[m]
-        timed_out = (snap.message_stale[m] != 0) | np.isnan(snap.message_last_rx_s[m])
+        flat[L.OK_OFFSET : L.OK_OFFSET + L.N_WATCHED] = snap.message_valid.take(m)
+        last_rx_s = snap.message_last_rx_s.take(m)
+        timed_out = (snap.message_stale.take(m) != 0) | (last_rx_s != last_rx_s)  # stale or NaN: never
         flat[L.TO_OFFSET : L.TO_OFFSET + L.N_WATCHED] = timed_out
 
 
@@ -178,7 +252,7 @@ class ControlLoop:
         self._messages = {name: gateway.db.get_message_by_name(name) for name in TX_MESSAGES}
         self._cycle_s = {name: (m.cycle_time or 10) / 1000.0 for name, m in self._messages.items()}
         self._next_send = dict.fromkeys(TX_MESSAGES, -math.inf)
-        self._encoded: dict[str, tuple[dict[str, float], bytes]] = {}
+        self._tx = [_Tx(name, bus, self._messages[name], self._cycle_s[name]) for name, bus in TX_MESSAGES.items()]
         self._snap: Snapshot | None = None
         self._prev_flags = bytes(L.N_INTERLOCKS)
         self._active_codes: list[int] = []
@@ -218,24 +292,26 @@ class ControlLoop:
             self._t0 = now
         self._snap = self.gateway.store.snapshot(now, out=self._snap)
         self.input_map.fill(self._snap, self._flat)
-        inp = self.inputs
-        inp["t_s"] = now
+        # Fields written through the float64 view of the input record: a record field access
+        # costs several times a flat element's.
+        flat = self._flat
+        flat[_T_S] = now
         dt = now - self._last_t if self._last_t is not None else self.period_s
-        inp["dt_s"] = dt if 0.0 < dt <= 0.1 else self.period_s
+        flat[_DT_S] = dt if 0.0 < dt <= 0.1 else self.period_s
         self._last_t = now
         # The operator API and the DBC signals are OR-ed; a never-received signal is NaN.
-        inp["estop_remote"] = 1.0 if self._estop["remote"] or inp["adc_remote_estop"] >= 0.5 else 0.0
-        inp["estop_physical"] = 1.0 if self._estop["physical"] or inp["vcu_physical_estop"] >= 0.5 else 0.0
-        inp["reset_request"] = 1.0 if self._reset_pending or inp["adc_reset_request"] >= 0.5 else 0.0
+        flat[_ESTOP_REMOTE] = 1.0 if self._estop["remote"] or flat[_ADC_REMOTE_ESTOP] >= 0.5 else 0.0
+        flat[_ESTOP_PHYSICAL] = 1.0 if self._estop["physical"] or flat[_VCU_PHYSICAL_ESTOP] >= 0.5 else 0.0
+        flat[_RESET_REQUEST] = 1.0 if self._reset_pending or flat[_ADC_RESET_REQUEST] >= 0.5 else 0.0
         self._reset_pending = False
-        self._k.step(self.state, inp, self.outputs, self.thr)
+        self._k.step(self.state, self.inputs, self.outputs, self.thr)
         self.counters["ticks"] += 1
         self._events(now)
         self._transmit(now)
         return self.outputs
 
     def _events(self, now: float) -> None:
-        flags = L.ilk_flags(self.outputs).tobytes()
+        flags = self.outputs.tobytes()[L.ILK_OFFSET : L.ILK_OFFSET + L.N_INTERLOCKS]
         if flags == self._prev_flags:
             return
         tripped = False
@@ -263,73 +339,104 @@ class ControlLoop:
     # ------------------------------------------------------------------ frames
     def frames(self) -> dict[str, dict[str, float]]:
         """Signal values of every loop message for the current outputs (what would be sent)."""
-        # Plain dicts of Python numbers: a numpy record field read costs as much as the rest.
-        y = dict(zip(_OUTPUT_NAMES, self.outputs[0].item()))
-        u = dict(zip(_INPUT_NAMES, self.inputs[0].item()))
-        flags = L.ilk_flags(self.outputs).tolist()
-        drive = {
-            "GW_DriveCommand_CRC": 0, "GW_DriveCommand_Counter": 0,
-            "GW_DriveEnable": int(y["drive_enable"]),
-            "GW_TorqueRequest": _fit(float(y["torque_nm"]), -400.0, 400.0),
-            "GW_GearRequest": int(y["gear_request"]),
-            "GW_EpbRequest": int(y["epb_request"]),
-            "GW_DriveModeRequest": int(y["drive_mode_request"]),
-            "GW_SpeedLimit": _fit(float(y["speed_limit_kph"]), 0.0, 120.0),
-            "GW_HvContactorOpenRequest": int(y["hv_open_request"]),
-        }
-        brake = {
-            "GW_BrakeCommand_CRC": 0, "GW_BrakeCommand_Counter": 0,
-            "GW_BrakeEnable": int(y["brake_enable"]), "GW_BrakeEmergency": int(y["brake_emergency"]),
-            "GW_BrakeHoldRequest": int(y["brake_hold"]),
-            "GW_BrakePressureRequest": _fit(float(y["brake_pressure_bar"]), 0.0, 200.0),
-        }
-        steer = {
-            "GW_SteerCommand_CRC": 0, "GW_SteerCommand_Counter": 0,
-            "GW_SteerEnable": int(y["steer_enable"]),
-            "GW_SteerAngleRequest": _fit(float(y["steer_angle_deg"]), -540.0, 540.0),
-            "GW_SteerRateLimit": _fit(float(y["steer_rate_limit_degps"]), 0.0, 1000.0),
-        }
-        cargo: dict[str, float] = {
-            "GW_CargoCommand_CRC": 0, "GW_CargoCommand_Counter": 0,
-            "GW_CargoCommandEnable": int(y["cargo_enable"]), "GW_CargoVehicleMoving": int(y["cargo_moving"]),
-        }
-        for lock_sig, lock_out, door_sig, door_out in _CARGO_KEYS:
-            cargo[lock_sig] = int(y[lock_out])
-            cargo[door_sig] = int(y[door_out])
-        gw_state = int(y["gw_state"])
-        if not self.gateway.gate.armed:
-            gw_state = L.GW_STATE_LISTEN_ONLY
+        # Plain Python numbers: a numpy record field read costs as much as the rest.
+        y = self.outputs[0].item()
+        u = self._flat.tolist()
+        armed = bool(self.gateway.gate.armed)
+        return {name: self._values(name, y, u, armed) for name in TX_MESSAGES}
+
+    def _values(self, name: str, y: tuple[Any, ...], u: list[float], armed: bool) -> dict[str, float]:
+        """Signal values of ``name`` from the output record ``y`` and the input record ``u``."""
+        if name == "GW_DriveCommand":
+            enable, torque, gear, epb, mode, limit, hv_open = _DRIVE_Y(y)
+            return {
+                "GW_DriveCommand_CRC": 0, "GW_DriveCommand_Counter": 0,
+                "GW_DriveEnable": int(enable),
+                "GW_TorqueRequest": _fit(float(torque), -400.0, 400.0),
+                "GW_GearRequest": int(gear),
+                "GW_EpbRequest": int(epb),
+                "GW_DriveModeRequest": int(mode),
+                "GW_SpeedLimit": _fit(float(limit), 0.0, 120.0),
+                "GW_HvContactorOpenRequest": int(hv_open),
+            }
+        if name == "GW_BrakeCommand":
+            enable, emergency, hold, pressure = _BRAKE_Y(y)
+            return {
+                "GW_BrakeCommand_CRC": 0, "GW_BrakeCommand_Counter": 0,
+                "GW_BrakeEnable": int(enable), "GW_BrakeEmergency": int(emergency),
+                "GW_BrakeHoldRequest": int(hold),
+                "GW_BrakePressureRequest": _fit(float(pressure), 0.0, 200.0),
+            }
+        if name == "GW_SteerCommand":
+            enable, angle, rate = _STEER_Y(y)
+            return {
+                "GW_SteerCommand_CRC": 0, "GW_SteerCommand_Counter": 0,
+                "GW_SteerEnable": int(enable),
+                "GW_SteerAngleRequest": _fit(float(angle), -540.0, 540.0),
+                "GW_SteerRateLimit": _fit(float(rate), 0.0, 1000.0),
+            }
+        if name == "GW_CargoCommand":
+            cargo: dict[str, float] = {
+                "GW_CargoCommand_CRC": 0, "GW_CargoCommand_Counter": 0,
+                "GW_CargoCommandEnable": int(y[_Y["cargo_enable"]]),
+                "GW_CargoVehicleMoving": int(y[_Y["cargo_moving"]]),
+            }
+            for lock_sig, lock_out, door_sig, door_out in _CARGO_KEYS:
+                cargo[lock_sig] = int(y[_Y[lock_out]])
+                cargo[door_sig] = int(y[_Y[door_out]])
+            return cargo
+        if name == "GW_Status":
+            status = self._status_values(y, armed)
+            status["GW_Uptime"] = self._uptime()
+            return status
+        if name == "GW_VehicleState":
+            return self._vehicle_values(y, u)
+        raise KeyError(name)
+
+    def _uptime(self) -> float:
+        """GW_Uptime: seconds since the first tick, at the last tick."""
         uptime = 0.0 if self._t0 is None or self._last_t is None else self._last_t - self._t0
+        return _fit(round(uptime, 2), 0.0, 42949672.95)
+
+    def _status_values(self, y: tuple[Any, ...], armed: bool) -> dict[str, float]:
+        """GW_Status without its uptime (0.0 in its place): what a tick's outputs decide."""
+        control_allowed, estop_active, fault_latched, gw_state = _STATUS_Y(y)
+        if not armed:
+            gw_state = L.GW_STATE_LISTEN_ONLY
+        buses = self.gateway.bus_names
         status: dict[str, float] = {
             "GW_Status_CRC": 0, "GW_Status_Counter": 0,
-            "GW_ControlAllowed": int(y["control_allowed"]), "GW_EStopActive": int(y["estop_active"]),
-            "GW_FaultLatched": int(y["fault_latched"]), "GW_State": gw_state,
+            "GW_ControlAllowed": int(control_allowed), "GW_EStopActive": int(estop_active),
+            "GW_FaultLatched": int(fault_latched), "GW_State": int(gw_state),
             "GW_ActiveFaultCount": min(len(self._active_codes), 255),
-            "GW_Uptime": _fit(round(uptime, 2), 0.0, 42949672.95),
-            "GW_PtBusState": 0 if "pt" in self.gateway.bus_names else 3,
-            "GW_BodyBusState": 0 if "body" in self.gateway.bus_names else 3,
+            "GW_Uptime": 0.0,
+            "GW_PtBusState": 0 if "pt" in buses else 3,
+            "GW_BodyBusState": 0 if "body" in buses else 3,
         }
         for k, signal in _STATUS_FLAGS:
-            status[signal] = int(flags[k])
+            status[signal] = int(y[_ILK0 + k])
         codes = self._active_codes
         for j, signal in enumerate(_FAULT_SIGNALS):
             status[signal] = codes[j] if j < len(codes) else 0
-        ok_list = self._flat[L.OK_OFFSET : L.OK_OFFSET + L.N_WATCHED].tolist()
-        ok = {name: ok_list[j] for name, j in _WATCHED_INDEX.items()}
+        return status
 
-        def val(name: str, lo: float, hi: float, msg: str, scale: float = 1.0) -> float:
-            x = float(u[name]) * scale
-            return _fit(x, lo, hi) if ok[msg] and x == x else 0.0
+    @staticmethod
+    def _vehicle_values(y: tuple[Any, ...], u: list[float]) -> dict[str, float]:
+        def val(name: str, lo: float, hi: float, msg: str) -> float:
+            x = float(u[_U[name]])
+            return _fit(x, lo, hi) if u[_OK[msg]] and x == x else 0.0
 
-        speed = float(y["speed_mps"])
-        vehicle = {
+        doors_ok = u[_OK["cbc_doors"]]
+        vcu_ok = u[_OK["vcu_status"]]
+        speed = float(y[_Y["speed_mps"]])
+        return {
             "GW_VehicleState_CRC": 0, "GW_VehicleState_Counter": 0,
-            "GW_VehicleReady": 1 - int(flags[_HV_NOT_READY]),
-            "GW_CargoDoorsClosed": int(ok["cbc_doors"] and u["cbc_all_doors_closed"] >= 0.5),
-            "GW_CargoAllLocked": int(ok["cbc_doors"] and u["cbc_all_locked"] >= 0.5),
-            "GW_VehicleDriveMode": _enum(u["vcu_drive_mode"], (0, 1, 2)) if ok["vcu_status"] else 7,
-            "GW_VehicleGear": _enum(u["vcu_gear"], (0, 1, 2, 3)) if ok["vcu_status"] else 7,
-            "GW_VehicleEpbState": _enum(u["vcu_epb_state"], (0, 1, 2, 3), 3) if ok["vcu_status"] else 3,
+            "GW_VehicleReady": 1 - int(y[_ILK0 + _HV_NOT_READY]),
+            "GW_CargoDoorsClosed": int(doors_ok and u[_U["cbc_all_doors_closed"]] >= 0.5),
+            "GW_CargoAllLocked": int(doors_ok and u[_U["cbc_all_locked"]] >= 0.5),
+            "GW_VehicleDriveMode": _enum(u[_U["vcu_drive_mode"]], (0, 1, 2)) if vcu_ok else 7,
+            "GW_VehicleGear": _enum(u[_U["vcu_gear"]], (0, 1, 2, 3)) if vcu_ok else 7,
+            "GW_VehicleEpbState": _enum(u[_U["vcu_epb_state"]], (0, 1, 2, 3), 3) if vcu_ok else 3,
             "GW_VehicleSpeed": _fit(speed, -15.0, 35.0) if speed >= 0.0 else 0.0,
             "GW_VehicleAccel": val("brk_long_accel_mps2", -20.0, 20.0, "brk_status"),
             "GW_VehicleSteerAngle": val("eps_steer_angle_deg", -780.0, 780.0, "eps_status"),
@@ -339,52 +446,94 @@ class ControlLoop:
             "GW_VehicleDischargeLimit": val("bms_discharge_limit_kw", 0.0, 300.0, "bms_limits"),
             "GW_VehicleChargeLimit": val("bms_charge_limit_kw", 0.0, 300.0, "bms_limits"),
         }
-        return {"GW_DriveCommand": drive, "GW_BrakeCommand": brake, "GW_SteerCommand": steer,
-                "GW_CargoCommand": cargo, "GW_Status": status, "GW_VehicleState": vehicle}
 
     def _transmit(self, now: float) -> None:
         armed = self.gateway.gate.armed
+        half_tick = 0.5 * self.period_s
+        next_send = self._next_send
         due = []
-        for name, bus in TX_MESSAGES.items():
+        for tx in self._tx:
+            name = tx.name
             # Half a tick of slack keeps a 10 ms message on every tick of a 10 ms loop.
-            if now + 0.5 * self.period_s >= self._next_send[name]:
-                if bus not in armed:
+            if now + half_tick >= next_send[name]:
+                if tx.bus not in armed:
                     self.counters["not_armed"] += 1
-                    self._next_send[name] = now + self._cycle_s[name]
+                    next_send[name] = now + tx.cycle_s
                     continue
-                due.append(name)
+                due.append(tx)
         if not due:
             return
-        frames = self.frames()
-        for name in due:
-            self._next_send[name] = max(self._next_send[name] + self._cycle_s[name], now + 0.5 * self._cycle_s[name])
-            message = self._messages[name]
-            values = frames[name]
-            cached = self._encoded.get(name)
-            if cached is not None and cached[0] == values:
-                # Most command values hold still between ticks: the same values, the same bytes.
-                payload = cached[1]
+        raw = self.outputs.tobytes()
+        armed_any = bool(armed)
+        y: tuple[Any, ...] | None = None
+        send = self.gateway.send_payload
+        counters = self.counters
+        for tx in due:
+            name = tx.name
+            next_send[name] = max(next_send[name] + tx.cycle_s, now + 0.5 * tx.cycle_s)
+            if tx.spans is None:  # depends on inputs too: built every time
+                if y is None:
+                    y = self.outputs[0].item()
+                payload = self._payload(tx, self._vehicle_values(y, self._flat.tolist()))
+            elif name == "GW_Status":
+                payload = self._status_payload(tx, raw, armed_any)
             else:
-                try:
-                    payload = self.encoder.encode_one(name, **values)
-                except VehicleIoError as err:
-                    self.counters["encode_error"] += 1
-                    self.last_error = f"encode {name}: {err}"
-                    continue
-                self._encoded[name] = (values, payload)
-            is_fd = message.length > 8
-            msg = can.Message(arbitration_id=int(message.frame_id), is_extended_id=bool(message.is_extended_frame),
-                              data=payload, is_fd=is_fd, bitrate_switch=is_fd, check=False)
+                # Values are built only when what they depend on changed (the record's bytes
+                # are the cheap test); most commands hold still for many ticks.
+                key = b"".join([raw[i:j] for i, j in tx.spans])
+                if key != tx.key:
+                    if y is None:
+                        y = self.outputs[0].item()
+                    tx.key, tx.values = key, self._values(name, y, [], armed_any)
+                payload = self._payload(tx, tx.values)  # type: ignore[arg-type]
+            if payload is None:
+                continue
             try:
-                self.gateway.send(TX_MESSAGES[name], msg)
+                send(tx.bus, tx.frame_id, tx.extended, payload, tx.is_fd)
             except TransmitBlocked as err:
-                self.counters["blocked"] += 1
+                counters["blocked"] += 1
                 self.last_error = f"send {name}: {err}"
             except can.CanError as err:
-                self.counters["send_error"] += 1
+                counters["send_error"] += 1
                 self.last_error = f"send {name}: {err}"
             else:
-                self.counters["sent"] += 1
+                counters["sent"] += 1
+
+    def _payload(self, tx: _Tx, values: dict[str, float]) -> bytes | None:
+        """``values`` encoded (the last payload if they did not change); None: counted error."""
+        if values is not tx.encoded_values and values != tx.encoded_values:
+            try:
+                payload = self.encoder.encode_one(tx.name, **values)
+            except VehicleIoError as err:
+                self.counters["encode_error"] += 1
+                self.last_error = f"encode {tx.name}: {err}"
+                return None
+            tx.encoded_values, tx.payload = values, payload
+        return tx.payload
+
+    def _status_payload(self, tx: _Tx, raw: bytes, armed: bool) -> bytes | None:
+        """GW_Status: its uptime changes every time, the rest rarely; the rest is encoded once
+        (``tx.base``, uptime 0) and the uptime patched in."""
+        spans = tx.spans or ()
+        key = (b"".join([raw[i:j] for i, j in spans]), armed, tuple(self.gateway.bus_names))
+        uptime = self._uptime()
+        if key != tx.key or tx.base is None:
+            tx.key, tx.base, tx.uptime = key, None, None
+            try:
+                tx.base = self.encoder.encode_one(tx.name, **self._status_values(self.outputs[0].item(), armed))
+            except VehicleIoError as err:
+                self.counters["encode_error"] += 1
+                self.last_error = f"encode {tx.name}: {err}"
+                return None
+        if uptime != tx.uptime:
+            try:
+                tx.payload = self.encoder.patch_one(tx.name, tx.base, GW_Uptime=uptime)
+            except VehicleIoError as err:
+                self.counters["encode_error"] += 1
+                self.last_error = f"encode {tx.name}: {err}"
+                return None
+            tx.uptime = uptime
+        return tx.payload
 
     # ------------------------------------------------------------------ real-time runner
     def run(

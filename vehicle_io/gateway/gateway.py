@@ -85,6 +85,14 @@ _CODEC_REASON = np.full(256, R_UNSUPPORTED, dtype=np.uint8)
 _CODEC_REASON[:5] = (ACCEPT, R_UNKNOWN_ID, R_TOO_SHORT, R_BAD_MUX, R_UNSUPPORTED)
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+#: Up to this many rows a batch's max is taken in Python (cheaper than a numpy reduction).
+_SMALL_N = 64
+_ACCEPTS = np.full(_SMALL_N, ACCEPT, dtype=np.uint8)
+_ACCEPTS.flags.writeable = False
+_DT_U8 = np.dtype(np.uint8)
+_DT_U32 = np.dtype(np.uint32)
+_DT_F64 = np.dtype(np.float64)
+_C_WRITEABLE = 0x1 | 0x400  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE
 
 _LIVE: weakref.WeakSet[Gateway] = weakref.WeakSet()
 
@@ -203,6 +211,8 @@ class Gateway:
         self._process_lock = threading.RLock()
         self._tx_lock = threading.Lock()
         self._tx_counter: dict[tuple[str, int], int] = {}
+        #: per (bus, id): the last payload, its E2E spec and its protected frame per counter value
+        self._tx_protected: dict[tuple[str, int], tuple[bytes, E2ESpec, list[bytes | None]]] = {}
         self._commit_hooks: list[Callable[[str, npt.NDArray[np.uint8]], None]] = []
         self._decoders: dict[str, Any] = {}
         self._index_maps: dict[str, dict[str, int]] = {}
@@ -485,20 +495,24 @@ class Gateway:
         :class:`GatewayInputError` for anything else, so a caller never gets a silent misread.
         """
         n = ids.shape[0] if isinstance(ids, np.ndarray) and ids.ndim == 1 else -1
+        # dtype identity first (the usual case, cheap), equality for an equal non-canonical dtype.
         if not (
-            n >= 0 and ids.dtype == np.uint32
-            and isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape == (n, MAX_DATA)
-            and data.flags.c_contiguous and data.flags.writeable
-            and isinstance(lengths, np.ndarray) and lengths.dtype == np.uint8 and lengths.shape == (n,)
-            and isinstance(timestamps, np.ndarray) and timestamps.dtype == np.float64 and timestamps.shape == (n,)
+            n >= 0 and (ids.dtype is _DT_U32 or ids.dtype == np.uint32)
+            and isinstance(data, np.ndarray) and (data.dtype is _DT_U8 or data.dtype == np.uint8)
+            and data.shape == (n, MAX_DATA) and data.flags.num & _C_WRITEABLE == _C_WRITEABLE
+            and isinstance(lengths, np.ndarray) and (lengths.dtype is _DT_U8 or lengths.dtype == np.uint8)
+            and lengths.shape == (n,)
+            and isinstance(timestamps, np.ndarray) and (timestamps.dtype is _DT_F64 or timestamps.dtype == np.float64)
+            and timestamps.shape == (n,)
         ):
             raise GatewayInputError(
                 "process_frames: expected ids uint32[N], data uint8[N, 64] (C order, writeable), lengths "
                 f"uint8[N], timestamps float64[N], but got {_describe(ids)}, {_describe(data)}, "
                 f"{_describe(lengths)}, {_describe(timestamps)}"
             )
-        reason = np.full(n, ACCEPT, dtype=np.uint8)
-        if n and int(lengths.max()) > MAX_DATA:
+        reason = _ACCEPTS[:n].copy() if n <= _SMALL_N else np.full(n, ACCEPT, dtype=np.uint8)
+        # max() over the bytes: a numpy reduction costs more than the few rows of a tick.
+        if n and (max(lengths.tobytes()) if n <= _SMALL_N else int(lengths.max())) > MAX_DATA:
             too_long = lengths > MAX_DATA
             reason[too_long] = R_BAD_LENGTH
             lengths = np.where(too_long, 0, lengths).astype(np.uint8)
@@ -555,7 +569,7 @@ class Gateway:
         """Frame format checks, decode with the bus's decoder, then the store's validity."""
         n = ids.shape[0]
         self._seen_before = int(self.store.counters_for(bus)[0])
-        if (ids > CAN_SFF_MASK).any():  # anything but plain 11-bit data frames
+        if (max(ids.tolist()) if n <= _SMALL_N else int(ids.max())) > CAN_SFF_MASK:  # anything but plain 11-bit data frames
             is_err = (ids & np.uint32(CAN_ERR_FLAG)) != 0
             is_rtr = ((ids & np.uint32(CAN_RTR_FLAG)) != 0) & ~is_err
             is_ext = (ids & np.uint32(CAN_EFF_FLAG)) != 0
@@ -564,6 +578,15 @@ class Gateway:
             reason[open_rows & is_rtr] = R_REMOTE_FRAME
             bad_std = ~is_ext & ((ids & np.uint32(CAN_EFF_MASK)) > CAN_SFF_MASK)
             reason[(reason == ACCEPT) & bad_std] = R_UNKNOWN_ID
+        maps: dict[str, tuple[Any, Any]] | None = getattr(self, "_receive_maps", None)
+        entry = maps.get(bus) if maps is not None else None
+        decoder, dmap = entry if entry is not None else self._receive_map(bus)
+        if dmap is not None:
+            # Every row is decoded (rows already rejected are skipped by the store kernel):
+            # one decode call and one store call, no per-message Python.
+            flat = decoder.decode_flat(ids, data, lengths, reuse=True)  # under the process lock
+            self.store.ingest_decoded(bus, ids, data, lengths, times, reason, flat, dmap, _CODEC_REASON, self.clock())
+            return
         msg_index = np.full(n, -1, dtype=np.int64)
         position = np.full(n, -1, dtype=np.int64)
         decoded: dict[int, Mapping[str, npt.NDArray[np.float64]]] = {}
@@ -593,6 +616,19 @@ class Gateway:
                 )
         self.store.ingest(bus, data, lengths, times, reason, msg_index, position, decoded, self.clock())
 
+    def _receive_map(self, bus: str) -> tuple[Any, Any]:
+        """The bus's decoder and its store map (None: a layout only the general path handles)."""
+        maps: dict[str, tuple[Any, Any]] | None = getattr(self, "_receive_maps", None)
+        if maps is None:
+            maps = self._receive_maps = {}
+        entry = maps.get(bus)
+        if entry is None:
+            decoder, index_map = self._decoder(bus)
+            names = decoder.message_names
+            dmap = self.store.decoder_map([index_map[name] for name in names], [decoder.signal_names(name) for name in names])
+            entry = maps[bus] = (decoder, dmap)
+        return entry
+
     def _after_receive(
         self,
         bus: str,
@@ -610,7 +646,7 @@ class Gateway:
         # Arrays built from bus Messages (or handed over) are this batch's own; caller arrays are copied.
         self.blackbox.add_batch(bus, times, ids, data, lengths, flags, bus_ts, copy=msgs is None and not owned)
         routes: list[tuple[int, int]] = []
-        if self.router:
+        if self.router.rules:  # bool(self.router) without the method call
             eligible = ((ids & np.uint32(CAN_ERR_FLAG)) == 0) & (reason != R_OWN_TX) & (reason != R_BAD_LENGTH)
             routes = self.router.select(bus, ids, times, eligible)
         if msgs is None and (self.recorder is not None or routes):
@@ -662,28 +698,82 @@ class Gateway:
             raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a data or remote frame, but got an error frame")
         length = message.dlc if message.is_remote_frame else len(message.data)
         self.gate.check(bus_name, message.arbitration_id, length, is_extended=message.is_extended_id)
-        payload = bytes(message.data)
+        return self._emit(
+            bus_name, bus, message.arbitration_id, message.is_extended_id, bytes(message.data),
+            is_remote=message.is_remote_frame, is_fd=message.is_fd, bitrate_switch=message.bitrate_switch,
+            error_state_indicator=message.error_state_indicator, dlc=message.dlc, fill_e2e=fill_e2e,
+            timeout_s=timeout_s,
+        )
+
+    def send_payload(
+        self,
+        bus_name: str,
+        frame_id: int,
+        is_extended: bool,
+        payload: bytes,
+        is_fd: bool,
+        *,
+        timeout_s: float | None = None,
+    ) -> can.Message:
+        """:meth:`send` for an already-encoded data frame, without building a Message first.
+
+        The control loop's path: the same refusals (shut down, unknown bus, gate: armed and
+        allowlisted (id, bus, length)), the same E2E fill and accounting as :meth:`send` of
+        ``can.Message(arbitration_id=frame_id, is_extended_id=is_extended, data=payload,
+        is_fd=is_fd, bitrate_switch=is_fd)``; only the one Message sent is built.
+        """
+        if self._shutdown_done:
+            self.gate.count(bus_name, "blocked_not_armed")
+            raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a running gateway, but it is shut down")
+        bus = self._buses.get(bus_name)
+        if bus is None:
+            self.gate.count(bus_name, "blocked_unknown_bus")
+            raise TransmitBlocked(
+                f"transmit blocked: expected a bus among {sorted(self._buses)}, but got {bus_name!r}"
+            )
+        self.gate.check(bus_name, frame_id, len(payload), is_extended=is_extended)
+        return self._emit(bus_name, bus, frame_id, is_extended, payload, is_remote=False, is_fd=is_fd,
+                          bitrate_switch=is_fd, error_state_indicator=False, dlc=len(payload), fill_e2e=True,
+                          timeout_s=timeout_s)
+
+    def _emit(
+        self,
+        bus_name: str,
+        bus: can.BusABC,
+        frame_id: int,
+        is_extended: bool,
+        payload: bytes,
+        *,
+        is_remote: bool,
+        is_fd: bool,
+        bitrate_switch: bool,
+        error_state_indicator: bool,
+        dlc: int,
+        fill_e2e: bool,
+        timeout_s: float | None,
+    ) -> can.Message:
+        """The tail of every transmission that passed the gate: E2E fill, send, accounting."""
         with self._tx_lock:
             spec = None
-            if fill_e2e and not message.is_remote_frame:
-                spec = self._tx_specs.get((bus_name, message.arbitration_id, message.is_extended_id))
+            if fill_e2e and not is_remote:
+                spec = self._tx_specs.get((bus_name, frame_id, is_extended))
                 if spec is None and bus_name not in self._db_buses:
-                    spec = self._tx_specs.get((None, message.arbitration_id, message.is_extended_id))
+                    spec = self._tx_specs.get((None, frame_id, is_extended))
             if spec is not None:
-                key = (bus_name, message.arbitration_id)
+                key = (bus_name, frame_id)
                 counter = self._tx_counter.get(key, 0)
-                payload = bytes(protect(spec, payload, counter))
+                payload = self._protected(spec, key, payload, counter)
                 self._tx_counter[key] = (counter + 1) % COUNTER_MODULO
             out = can.Message(
                 timestamp=time.time(),
-                arbitration_id=message.arbitration_id,
-                is_extended_id=message.is_extended_id,
-                is_remote_frame=message.is_remote_frame,
-                is_fd=message.is_fd,
-                bitrate_switch=message.bitrate_switch,
-                error_state_indicator=message.error_state_indicator,
-                dlc=message.dlc,
-                data=payload if not message.is_remote_frame else None,
+                arbitration_id=frame_id,
+                is_extended_id=is_extended,
+                is_remote_frame=is_remote,
+                is_fd=is_fd,
+                bitrate_switch=bitrate_switch,
+                error_state_indicator=error_state_indicator,
+                dlc=dlc,
+                data=payload if not is_remote else None,
                 channel=bus_name,
                 is_rx=False,
                 check=False,
@@ -698,6 +788,23 @@ class Gateway:
         if self.recorder is not None:
             self.recorder.record(out)
         return out
+
+    def _protected(self, spec: E2ESpec, key: tuple[str, int], payload: bytes, counter: int) -> bytes:
+        """``protect(spec, payload, counter)`` as bytes, from a cache of the last payload per key.
+
+        A command that holds still is sent with the same 15 counter values over and over: the
+        same payload and counter give the same frame, so each is protected once (lock held).
+        """
+        caches: dict[tuple[str, int], tuple[bytes, E2ESpec, list[bytes | None]]] | None
+        caches = self._tx_protected
+        cache = caches.get(key)
+        if cache is None or cache[1] is not spec or cache[0] != payload:
+            cache = caches[key] = (payload, spec, [None] * COUNTER_MODULO)
+        frame = cache[2][counter] if 0 <= counter < COUNTER_MODULO else None
+        if frame is None:
+            frame = bytes(protect(spec, payload, counter))
+            cache[2][counter] = frame
+        return frame
 
     def dump_blackbox(self, path: str | PathLike[str]) -> int:
         """Write the last ``blackbox_s`` seconds of every bus (rx and tx) to a log file.

@@ -205,28 +205,49 @@ class BlackBox:
         n = ids.shape[0]
         if n == 0:
             return
-        chunk = _Chunk(
-            np.array(times, dtype=np.float64, copy=copy),
-            np.array(ids, dtype=np.uint32, copy=copy),
-            np.array(data, dtype=np.uint8, copy=copy),
-            np.array(lengths, dtype=np.uint8, copy=copy),
-            np.zeros(n, dtype=np.uint8) if flags is None else np.array(flags, dtype=np.uint8, copy=copy),
-            np.array(times if bus_ts is None else bus_ts, dtype=np.float64, copy=copy),
-        )
+        if copy:
+            chunk = _Chunk(
+                np.array(times, dtype=np.float64),
+                np.array(ids, dtype=np.uint32),
+                np.array(data, dtype=np.uint8),
+                np.array(lengths, dtype=np.uint8),
+                np.zeros(n, dtype=np.uint8) if flags is None else np.array(flags, dtype=np.uint8),
+                np.array(times if bus_ts is None else bus_ts, dtype=np.float64),
+            )
+        elif (flags is None and bus_ts is None and type(times) is np.ndarray and times.dtype is _F64
+              and type(ids) is np.ndarray and ids.dtype is _U32 and type(data) is np.ndarray
+              and data.dtype is _U8 and type(lengths) is np.ndarray and lengths.dtype is _U8):
+            # The gateway's own batch arrays (np.array(copy=False) costs more per call than
+            # the rest of this method).
+            chunk = _Chunk(times, ids, data, lengths, _zeros_u8(n), times)
+        else:
+            times_kept = _kept(times, np.float64)
+            chunk = _Chunk(
+                times_kept,
+                _kept(ids, np.uint32),
+                _kept(data, np.uint8),
+                _kept(lengths, np.uint8),
+                _zeros_u8(n) if flags is None else _kept(flags, np.uint8),
+                times_kept if bus_ts is None else _kept(bus_ts, np.float64),
+            )
+        held = _Held(chunk, _t_max(chunk.times))
         with self._lock:
             if bus in self._singles:
                 self._flush_singles(bus)
-            self._append(bus, chunk)
+            self._append(bus, held)
 
-    def _append(self, bus: str, chunk: _Chunk) -> None:
-        """Add a chunk to ``bus``'s ring and drop what fell out of the window (lock held)."""
-        ring = self._buses.get(bus)
+    def _append(self, bus: str, chunk: _Chunk | list[_SingleRow] | _Held) -> None:
+        """Add a chunk (or single-frame rows) to ``bus``'s ring and drop what fell out of the
+        window (lock held)."""
+        ring: deque[_Held | _Chunk] | None = self._buses.get(bus)  # type: ignore[assignment]
         if ring is None:
-            ring = self._buses[bus] = deque()
-        ring.append(chunk)
-        horizon = float(chunk.times.max()) - self.seconds
-        while len(ring) > 1 and float(ring[0].times.max()) <= horizon:
-            ring.popleft()
+            ring = self._buses[bus] = deque()  # type: ignore[assignment]
+        held = chunk if type(chunk) is _Held else _Held(chunk)  # type: ignore[arg-type]
+        ring.append(held)
+        if len(ring) > 1:
+            horizon = held.t_max - self.seconds
+            while len(ring) > 1 and _held_max(ring[0]) <= horizon:
+                ring.popleft()
 
     def add_message(self, bus: str, time_s: float, msg: can.Message) -> None:
         """Keep one frame (the gateway's own transmissions)."""
@@ -252,20 +273,8 @@ class BlackBox:
         rows = self._singles.pop(bus, None)
         if not rows:
             return
-        n = len(rows)
-        width = max(1, max(len(r[2]) for r in rows))
-        data = np.zeros((n, width), dtype=np.uint8)
-        for i, r in enumerate(rows):
-            if r[2]:
-                data[i, : len(r[2])] = np.frombuffer(r[2], dtype=np.uint8)
-        self._append(bus, _Chunk(
-            np.array([r[0] for r in rows], dtype=np.float64),
-            np.array([r[1] for r in rows], dtype=np.uint32),
-            data,
-            np.array([r[3] for r in rows], dtype=np.uint8),
-            np.array([r[4] for r in rows], dtype=np.uint8),
-            np.array([r[5] for r in rows], dtype=np.float64),
-        ))
+        # Kept as the rows: they become arrays only if the window is read (frames()).
+        self._append(bus, rows)
 
     def frames(self, now_s: float | None = None) -> list[can.Message]:
         """Frames of the last ``seconds`` before ``now_s`` from every bus, in receive order."""
@@ -274,7 +283,8 @@ class BlackBox:
         with self._lock:
             for bus in list(self._singles):
                 self._flush_singles(bus)
-            chunks = [(bus, c) for bus, ring in self._buses.items() for c in ring]
+            held = [(bus, c) for bus, ring in self._buses.items() for c in ring]
+            chunks = [(bus, c.chunk() if isinstance(c, _Held) else c) for bus, c in held]
         rows: list[tuple[float, can.Message]] = []
         for bus, c in chunks:
             for i in np.flatnonzero((c.times > horizon) & (c.times <= now)).tolist():
@@ -299,6 +309,102 @@ class BlackBox:
         with self._lock:
             self._buses.clear()
             self._singles.clear()
+
+
+_F64 = np.dtype(np.float64)
+_U32 = np.dtype(np.uint32)
+_U8 = np.dtype(np.uint8)
+_SingleRow = tuple[float, int, bytes, int, int, float]  # as add_message queues them
+
+
+def _rows_chunk(rows: list[_SingleRow]) -> _Chunk:
+    """The arrays of single-frame rows (time, ident, payload, length, flags, bus time)."""
+    n = len(rows)
+    times, ids, payloads, lengths, flags, bus_ts = zip(*rows)
+    width = max(1, max(map(len, payloads)))
+    # One join, one array: a bytearray keeps it writeable.
+    blob = bytearray(b"".join([bytes(p).ljust(width, b"\0") for p in payloads]))
+    return _Chunk(
+        np.array(times, dtype=np.float64),
+        np.array(ids, dtype=np.uint32),
+        np.frombuffer(blob, dtype=np.uint8).reshape(n, width),
+        np.array(lengths, dtype=np.uint8),
+        np.array(flags, dtype=np.uint8),
+        np.array(bus_ts, dtype=np.float64),
+    )
+
+
+class _Held:
+    """A ring entry: a chunk, or single-frame rows turned into one on first read, with the
+    latest receive time (the window test reads it on every append)."""
+
+    __slots__ = ("t_max", "_chunk", "_rows")
+
+    def __init__(self, item: _Chunk | list[_SingleRow], t_max: float | None = None) -> None:
+        self._chunk: _Chunk | None = None
+        self._rows: list[_SingleRow] | None = None
+        if isinstance(item, _Chunk):
+            self._chunk = item
+            self.t_max = _t_max(item.times) if t_max is None else t_max
+            return
+        try:
+            self.t_max = _list_max([r[0] for r in item])
+            self._rows = item
+        except (TypeError, ValueError):  # a time numpy reads as NaN (None), or refuses: convert now
+            self._chunk = _rows_chunk(item)
+            self.t_max = _t_max(self._chunk.times)
+
+    def chunk(self) -> _Chunk:
+        if self._chunk is None:
+            assert self._rows is not None
+            self._chunk = _rows_chunk(self._rows)
+            self._rows = None
+        return self._chunk
+
+
+def _held_max(entry: _Held | _Chunk) -> float:
+    return entry.t_max if isinstance(entry, _Held) else _t_max(entry.times)
+
+
+def _list_max(values: list[float]) -> float:
+    """``float(np.array(values, dtype=float64).max())`` for plain numbers."""
+    top = max(values)
+    total = sum(values)
+    if total != total and any(v != v for v in values):  # sum is NaN when any value is
+        return float("nan")
+    return float(top)
+
+
+def _kept(arr: npt.ArrayLike, dtype: type) -> np.ndarray:
+    """``arr`` itself when it is an array of ``dtype`` (as ``np.array(copy=False)``)."""
+    if type(arr) is np.ndarray and arr.dtype == dtype:
+        return arr
+    return np.array(arr, dtype=dtype, copy=False)
+
+
+_ZEROS_U8: dict[int, np.ndarray] = {}
+
+
+def _zeros_u8(n: int) -> np.ndarray:
+    """A read-only uint8[n] of zeros, shared (the black box never writes its chunks)."""
+    arr = _ZEROS_U8.get(n)
+    if arr is None:
+        arr = np.zeros(n, dtype=np.uint8)
+        arr.flags.writeable = False
+        if len(_ZEROS_U8) < 1024:
+            _ZEROS_U8[n] = arr
+    return arr
+
+
+def _t_max(times: np.ndarray) -> float:
+    """``float(times.max())`` (NaN if any is NaN), in Python for a small batch."""
+    if times.shape[0] > 32:
+        return float(times.max())
+    values = times.tolist()
+    total = sum(values)
+    if total != total and any(v != v for v in values):  # sum is NaN when any value is
+        return float("nan")
+    return max(values)  # type: ignore[no-any-return]
 
 
 def _row_message(bus: str, c: _Chunk, i: int) -> can.Message:

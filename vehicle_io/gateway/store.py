@@ -283,6 +283,106 @@ class MessageStatus:
     e2e_results: dict[str, int] = field(default_factory=dict)
 
 
+class _EmptyFlat:
+    """An empty flat decode with the kernel argument types (for warm-up)."""
+
+    status = np.zeros(0, dtype=np.uint8)
+    row_msg = np.zeros(0, dtype=np.int32)
+    counts = np.zeros(0, dtype=np.int64)
+    out_base = np.zeros(0, dtype=np.int64)
+    values = np.zeros(0, dtype=np.float64)
+
+
+class DecoderMap:
+    """How one BatchDecoder's flat output lands in the store (see :meth:`SignalStore.decoder_map`).
+
+    Per layout message a store mode: 0 = plain (last accepted row wins), 1 = multiplexed
+    (each accepted row's present signals, walked in the kernel), 2 = Python path (a signal
+    the decoder does not report, a multiplexer cycle or a mux id beyond int64).
+    """
+
+    def __init__(self, layout: StoreLayout, layout_index: Sequence[int], columns: Sequence[Sequence[str]]) -> None:
+        n_msg, n_sig = layout.n_messages, layout.n_signals
+        self.columns: tuple[tuple[str, ...], ...] = tuple(tuple(c) for c in columns)
+        self.dec_to_lay = np.array(list(layout_index), dtype=np.int64)
+        self.lay_to_dec = np.full(n_msg, -1, dtype=np.int64)
+        self.lay_to_dec[self.dec_to_lay] = np.arange(self.dec_to_lay.shape[0], dtype=np.int64)
+        self.lay_mode = np.zeros(n_msg, dtype=np.int8)
+        self.msg_start = np.array([x.start for x in layout.messages], dtype=np.int64)
+        self.msg_stop = np.array([x.stop for x in layout.messages], dtype=np.int64)
+        self.slot_col = np.full(n_sig, -1, dtype=np.int64)
+        self.slot_is_mux = np.zeros(n_sig, dtype=np.uint8)
+        self.slot_parent = np.full(n_sig, -1, dtype=np.int64)
+        self.slot_has_ids = np.zeros(n_sig, dtype=np.uint8)
+        self.ids_lo = np.zeros(n_sig, dtype=np.int64)
+        self.ids_hi = np.zeros(n_sig, dtype=np.int64)
+        keys: list[int] = []
+        for d, m in enumerate(self.dec_to_lay.tolist()):
+            info = layout.messages[m]
+            col_of = {name: c for c, name in enumerate(self.columns[d])}
+            if any(sig not in col_of for sig in info.signals):
+                self.lay_mode[m] = 2  # _store would look the column up and fail: same path
+                continue
+            for j, sig in enumerate(info.signals):
+                self.slot_col[info.start + j] = col_of[sig]
+            if not info.multiplexers:
+                continue
+            self.lay_mode[m] = 1
+            for j in info.multiplexers:
+                self.slot_is_mux[info.start + j] = 1
+            for j in range(len(info.signals)):
+                s = info.start + j
+                parent, ids = info.mux_parent[j], info.mux_ids[j]
+                if parent >= 0:
+                    self.slot_parent[s] = info.start + parent
+                if ids is not None:
+                    if any(not -(2**63) <= v < 2**63 for v in ids):
+                        self.lay_mode[m] = 2
+                    self.slot_has_ids[s] = 1
+                    self.ids_lo[s] = len(keys)
+                    keys.extend(sorted(v for v in ids if -(2**63) <= v < 2**63))
+                    self.ids_hi[s] = len(keys)
+                # A cycle of multiplexers (no valid DBC has one): leave it to _present.
+                j_up, steps = j, 0
+                while j_up >= 0 and steps <= len(info.signals) + 1:
+                    j_up = info.mux_parent[j_up]
+                    steps += 1
+                if j_up >= 0:
+                    self.lay_mode[m] = 2
+        self.ids_keys = np.array(keys, dtype=np.int64)
+        self.fill = np.zeros(self.dec_to_lay.shape[0], dtype=np.int64)
+        msg_extended = np.array([x.is_extended for x in layout.messages], dtype=np.int64)
+        # One int64 pool for the kernel (one argument); the attributes are views into it.
+        parts = [self.dec_to_lay, self.fill, self.lay_to_dec, self.lay_mode, self.msg_start, self.msg_stop,
+                 msg_extended, self.slot_col, self.slot_is_mux, self.slot_parent, self.slot_has_ids,
+                 self.ids_lo, self.ids_hi, self.ids_keys]
+        self.pool = np.concatenate([np.asarray(x, dtype=np.int64) for x in parts])
+        views = []
+        at = 0
+        for x in parts:
+            views.append(self.pool[at : at + x.shape[0]])
+            at += x.shape[0]
+        (self.dec_to_lay, self.fill, self.lay_to_dec, self.lay_mode, self.msg_start, self.msg_stop,
+         self.msg_extended, self.slot_col, self.slot_is_mux, self.slot_parent, self.slot_has_ids,
+         self.ids_lo, self.ids_hi, self.ids_keys) = views
+        #: Cached kernel arguments (SignalStore._static_args) and the store they belong to.
+        self.static_args: tuple[Any, ...] | None = None
+        self.static_owner: object | None = None
+        self.static_epoch = -1
+
+    def decoded(self, flat: Any) -> dict[int, dict[str, npt.NDArray[np.float64]]]:
+        """The flat decode as ``{layout message: {signal: column}}`` (the Python store path)."""
+        out: dict[int, dict[str, npt.NDArray[np.float64]]] = {}
+        counts = flat.counts.tolist()
+        bases = flat.out_base.tolist()
+        for d, k in enumerate(counts):
+            if k:
+                cols = self.columns[d]
+                block = flat.values[bases[d] : bases[d] + k * len(cols)].reshape(len(cols), k)
+                out[int(self.dec_to_lay[d])] = dict(zip(cols, block))
+        return out
+
+
 class SignalStore:
     """Latest value / timestamp / validity per signal plus receive counters.
 
@@ -346,6 +446,27 @@ class SignalStore:
         self._codes = np.array([R_E2E_STATE, R_STALE, R_UNKNOWN_ID], dtype=np.uint8)
         self._bus_counters: dict[str, npt.NDArray[np.int64]] = {}
         self._mux_cache: dict[tuple[int, tuple[int, ...]], tuple[int, ...]] = {}
+        # The per-message and per-slot arrays live in three pools (views, updated in place as
+        # before): the receive kernel then takes 3 arguments instead of 14 (numba unboxes
+        # every array argument on every call). Order: see ingest_decoded in _e2e_kernels.
+        self._pool_i64 = np.concatenate(
+            [self.e2e_index, self.msg_frames, self.msg_decoded, np.full(m, -1, dtype=np.int64), layout.slot_message]
+        ).astype(np.int64)
+        self._pool_f64 = np.concatenate([self.stale_after_s, self.last_rx_s, self.value, self.timestamp]).astype(np.float64)
+        self._pool_u8 = np.concatenate(
+            [self.received, self.stale, self.message_valid, self.has_value, self.valid]
+        ).astype(np.uint8)
+        pi, pf, pu = self._pool_i64, self._pool_f64, self._pool_u8
+        self.e2e_index, self.msg_frames, self.msg_decoded = pi[:m], pi[m : 2 * m], pi[2 * m : 3 * m]
+        self._last_row_buf = pi[3 * m : 4 * m]
+        self.stale_after_s, self.last_rx_s = pf[:m], pf[m : 2 * m]
+        self.value, self.timestamp = pf[2 * m : 2 * m + s], pf[2 * m + s :]
+        self.received, self.stale, self.message_valid = pu[:m], pu[m : 2 * m], pu[2 * m : 3 * m]
+        self.has_value, self.valid = pu[3 * m : 3 * m + s], pu[3 * m + s :]
+        # Scratch of ingest_decoded (used under the lock only).
+        self._msg_index_buf = np.zeros(64, dtype=np.int64)
+        self._position_buf = np.zeros(64, dtype=np.int64)
+        self._args_epoch = 0
 
     # ------------------------------------------------------------------ feeding
     def counters_for(self, bus: str) -> npt.NDArray[np.int64]:
@@ -398,6 +519,73 @@ class SignalStore:
             row = self.counters_for(bus)
             row[0] += reason.shape[0]
             row[2 + R_INTERNAL_ERROR] += reason.shape[0]
+
+    def decoder_map(self, layout_index: Sequence[int], columns: Sequence[Sequence[str]]) -> DecoderMap | None:
+        """The table :meth:`ingest_decoded` needs for one decoder: decoder message ``d`` is
+        layout message ``layout_index[d]`` and reports signal columns ``columns[d]``.
+
+        None when two decoder messages land on one layout message (use :meth:`ingest`).
+        """
+        if len(set(layout_index)) != len(layout_index):
+            return None
+        return DecoderMap(self.layout, layout_index, columns)
+
+    def ingest_decoded(
+        self,
+        bus: str,
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        timestamps: npt.NDArray[np.float64],
+        reason: npt.NDArray[np.uint8],
+        flat: Any,
+        dmap: DecoderMap,
+        codec_reason: npt.NDArray[np.uint8],
+        now_s: float,
+    ) -> npt.NDArray[np.uint8]:
+        """:meth:`ingest` of a BatchDecoder's flat output (``decode_flat`` of all N rows).
+
+        Same effect as mapping the decode to layout rows (codec status -> ``codec_reason``
+        for rows still ACCEPT; a frame format other than the message's -> unknown_id) and
+        calling :meth:`ingest`, in one kernel call. Updates ``reason`` in place, returns it.
+        """
+        n = reason.shape[0]
+        with self.lock:
+            if self._msg_index_buf.shape[0] < n:
+                size = max(n, 2 * self._msg_index_buf.shape[0])
+                self._msg_index_buf = np.zeros(size, dtype=np.int64)
+                self._position_buf = np.zeros(size, dtype=np.int64)
+                self._args_epoch += 1  # every map's cached arguments name the old buffers
+            static = dmap.static_args
+            if static is None or dmap.static_owner is not self or dmap.static_epoch != self._args_epoch:
+                static = self._static_args(dmap)
+            accepted, went_stale, fallback = self._kernels.ingest_decoded(
+                reason, ids, data, lengths, timestamps, flat.status, flat.row_msg, flat.counts, flat.out_base,
+                flat.values, now_s, self.counters_for(bus), codec_reason, *static,
+            )
+            if fallback:
+                self._store(self._last_row_buf, reason, self._msg_index_buf[:n], self._position_buf[:n], timestamps,
+                            dmap.decoded(flat))
+                self._refresh(now_s)
+            else:
+                self.stale_events += went_stale
+            self.generation += 1
+        return reason
+
+    def _static_args(self, dmap: DecoderMap) -> tuple[Any, ...]:
+        """The arguments of the ingest_decoded kernel that stay the same objects from call to
+        call (every array of the store and its E2E bank is updated in place, never replaced)."""
+        bank = self.e2e
+        static = (
+            self._msg_index_buf, self._position_buf, self._pool_i64, self._pool_f64, self._pool_u8,
+            self.msg_rejected, dmap.pool, _VERDICT, self._codes, CRC8_TABLE,
+            bank.spec, bank.cfg, bank.last_counter, bank.sm_state, bank.window, bank.top,
+            bank.status_counts, bank.cycle_s, bank.deadline_factor, bank.next_deadline_s,
+        )
+        dmap.static_args = static
+        dmap.static_owner = self
+        dmap.static_epoch = self._args_epoch
+        return static
 
     def _store(
         self,
@@ -477,6 +665,12 @@ class SignalStore:
             self.ingest(
                 "", np.zeros((0, 8), dtype=np.uint8), np.zeros(0, dtype=np.uint8), np.zeros(0),
                 np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), {}, 0.0,
+            )
+            flat = _EmptyFlat()
+            self.ingest_decoded(
+                "", np.zeros(0, dtype=np.uint32), np.zeros((0, 64), dtype=np.uint8), np.zeros(0, dtype=np.uint8),
+                np.zeros(0), np.zeros(0, dtype=np.uint8), flat, DecoderMap(self.layout, [], []),
+                np.zeros(256, dtype=np.uint8), 0.0,
             )
             del self._bus_counters[""]
             self.generation = 0

@@ -152,7 +152,7 @@ def test_an_internal_failure_is_counted_and_survived(test_db, virtual_bus, chann
     with Gateway({"pt": rx}, test_db) as gw:
         decoder, index_map = gw._decoder("pt")
         calls = {"n": 0}
-        real_decode = decoder.decode
+        real_decode = decoder.decode_flat  # what the receive path calls
 
         def flaky(*args, **kwargs):
             calls["n"] += 1
@@ -160,7 +160,7 @@ def test_an_internal_failure_is_counted_and_survived(test_db, virtual_bus, chann
                 raise RuntimeError("injected")
             return real_decode(*args, **kwargs)
 
-        decoder.decode = flaky
+        decoder.decode_flat = flaky
         tx.send(can.Message(arbitration_id=0x101, data=bytes(8), is_extended_id=False))
         assert wait_until(lambda: gw.counters()["seen"] == 1)
         tx.send(can.Message(arbitration_id=0x101, data=bytes(8), is_extended_id=False))
