@@ -6,10 +6,13 @@
 ``db.decode_message(id, bytes(data[i, :lengths[i]]), decode_choices=False)`` as float64 for
 every frame cantools decodes, on any database cantools loads:
 
-* frame ids are looked up in cantools' own frame-id table exactly as ``decode_message(int)``
-  does: the 29 low bits (bit 31, CAN_EFF_FLAG, and bits 29-30 are ignored), ids above
-  0x7FF as extended frames (so an extended message with an id up to 0x7FF is, as in
-  cantools, not found, and a ``frame_id_mask`` behaves as in cantools);
+* frame ids are looked up in cantools' own frame-id table as
+  ``decode_message(id & 0x1FFFFFFF, ..., force_extended_id=bool(id & CAN_EFF_FLAG))`` does:
+  the 29 low bits (bits 29-30 are ignored), as an extended frame when bit 31 (CAN_EFF_FLAG)
+  is set or the id is above 0x7FF. An extended frame with a small id (0x00000003) is found
+  among the extended messages only, never taken for the standard frame 0x003 (and a plain
+  id up to 0x7FF only among the standard ones, as cantools without ``force_extended_id``);
+  a ``frame_id_mask`` behaves as in cantools;
 * little and big endian (sawtooth start bits), signed of any length 1..64, IEEE float16/
   32/64, raw values up to 64 bits unsigned, payloads up to 255 bytes (CAN FD: 64);
 * physical value: ``raw`` (identity), ``raw * scale + offset`` exactly as Python computes it
@@ -96,6 +99,12 @@ def warm_up() -> None:
     mux = Signal("M", 0, 1, is_multiplexer=True)
     child = Signal("C", 8, 8, multiplexer_ids=[0], multiplexer_signal="M")
     db = Database(messages=[Message(frame_id=1, name="W", length=2, signals=[mux, child])])
-    BatchDecoder(db).decode(np.ones(1, dtype=np.uint32), np.zeros((1, 8), dtype=np.uint8))
+    decoder = BatchDecoder(db)
+    decoder.decode(np.ones(1, dtype=np.uint32), np.zeros((1, 8), dtype=np.uint8))
+    # a batch above the small-batch limit takes the two-kernel path: load that one as well
+    from vehicle_io.codec.decoder import _SMALL_BATCH
+
+    big = _SMALL_BATCH + 1
+    decoder.decode(np.ones(big, dtype=np.uint32), np.zeros((big, 8), dtype=np.uint8))
     _kernels.encode_place(np.zeros((1, 1), dtype=np.uint64), np.zeros(1, dtype=np.int64),
                           np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 1)

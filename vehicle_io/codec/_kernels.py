@@ -256,9 +256,15 @@ def _find_key(keys, lo, hi, key):
 
 @njit(cache=True)
 def _lookup(ids, i, std_table, ext_keys, ext_msg):
-    """Message index of row i as cantools' ``decode_message(int id)`` finds it, or -1."""
-    key = np.uint32(ids[i] & np.uint32(0x1FFFFFFF))
-    if key <= np.uint32(0x7FF):
+    """Message index of row i as cantools finds it, or -1.
+
+    As ``db.decode_message(id & 0x1FFFFFFF, data, force_extended_id=bool(id & CAN_EFF_FLAG))``:
+    bit 31 (CAN_EFF_FLAG) or a value above 0x7FF selects the extended frames (an extended
+    frame 0x00000003 is not the standard frame 0x003); bits 29 and 30 are ignored.
+    """
+    raw = np.uint32(ids[i])
+    key = np.uint32(raw & np.uint32(0x1FFFFFFF))
+    if key <= np.uint32(0x7FF) and (raw & np.uint32(0x80000000)) == np.uint32(0):
         return np.int64(std_table[key])
     key = key | np.uint32(0x80000000)
     lo = 0

@@ -195,7 +195,7 @@ class BatchDecoder:
                lengths: npt.ArrayLike | None = None) -> BatchResult:
         """Decode ``data[i, :lengths[i]]`` as the message with frame id ``ids[i]``.
 
-        ``ids``: uint32[N] (bit 31, CAN_EFF_FLAG, is ignored); ``data``: uint8[N, W] zero
+        ``ids``: uint32[N] (bit 31, CAN_EFF_FLAG, selects the extended frames); ``data``: uint8[N, W] zero
         padded; ``lengths``: bytes per row (default W; values above W mean W).
         """
         flat = self.decode_flat(ids, data, lengths)

@@ -317,9 +317,10 @@ def cantools_expected(db: Database, frames: Frames) -> Expected:
     values: dict[str, dict[str, list[float]]] = {}
     for i in range(n):
         frame_id = int(frames.ids[i]) & 0x1FFFFFFF
+        extended = bool(int(frames.ids[i]) & 0x80000000)  # CAN_EFF_FLAG
         payload = bytes(frames.data[i, :min(int(frames.lengths[i]), width)])
         try:
-            decoded = db.decode_message(frame_id, payload, decode_choices=False)
+            decoded = db.decode_message(frame_id, payload, decode_choices=False, force_extended_id=extended)
             code = STATUS_OK
         except KeyError:
             status[i] = STATUS_UNKNOWN_ID
@@ -330,7 +331,7 @@ def cantools_expected(db: Database, frames: Frames) -> Expected:
                 continue
             assert "multiplexer id" in str(err), str(err)
             code = STATUS_BAD_MUX
-        message = db.get_message_by_frame_id(frame_id)
+        message = db.get_message_by_frame_id(frame_id, force_extended_id=extended)
         if code == STATUS_BAD_MUX:
             decoded = tree_oracle(message, payload)
         else:
