@@ -371,10 +371,21 @@ class E2EStateMachine:
         self.error_count = 0
 
     def _add(self, status: CheckStatus) -> None:
-        self._window[self._top] = status
-        self._top = (self._top + 1) % self.config.window_size
-        self.ok_count = sum(1 for s in self._window if s in (CheckStatus.OK, CheckStatus.OK_SOME_LOST))
-        self.error_count = sum(1 for s in self._window if s is CheckStatus.ERROR)
+        # The counts follow the window entry that leaves and the one that enters: the same
+        # numbers as counting the whole window, without a pass over it per frame.
+        window = self._window
+        top = self._top
+        gone = window[top]
+        if gone is CheckStatus.OK or gone is CheckStatus.OK_SOME_LOST:
+            self.ok_count -= 1
+        elif gone is CheckStatus.ERROR:
+            self.error_count -= 1
+        window[top] = status
+        self._top = (top + 1) % self.config.window_size
+        if status is CheckStatus.OK or status is CheckStatus.OK_SOME_LOST:
+            self.ok_count += 1
+        elif status is CheckStatus.ERROR:
+            self.error_count += 1
 
     def update(self, status: CheckStatus) -> SMState:
         """Feed one check result; returns the new state."""
@@ -416,10 +427,22 @@ class E2EReceiver:
         self.config = config or E2EConfig()
         self.sm = E2EStateMachine(self.config)
         self.last_counter: int | None = None
+        # CRC verdicts of recent frames: a command that holds still repeats 15 frames (one
+        # per counter value), so most checks are a lookup. Bounded; the CRC is a pure function.
+        self._crc_ok: dict[bytes, bool] = {}
 
     @property
     def state(self) -> SMState:
         return self.sm.state
+
+    def _crc_holds(self, frame: bytes) -> bool:
+        ok = self._crc_ok.get(frame)
+        if ok is None:
+            ok = frame[self.spec.crc_byte] == self.spec.crc_of(frame)
+            if len(self._crc_ok) >= 4 * COUNTER_MODULO:
+                self._crc_ok.clear()
+            self._crc_ok[frame] = ok
+        return ok
 
     def check(self, data: bytes | bytearray | Sequence[int]) -> tuple[CheckStatus, SMState]:
         """Check one received frame; returns (frame status, state after it)."""
@@ -428,7 +451,7 @@ class E2EReceiver:
             status = CheckStatus.ERROR
         else:
             counter = self.spec.counter_of(frame)
-            crc_ok = frame[self.spec.crc_byte] == self.spec.crc_of(frame)
+            crc_ok = self._crc_holds(frame[: self.spec.length])
             status = classify(self.last_counter, counter, crc_ok, self.config.max_delta)
             if status is not CheckStatus.ERROR:
                 # Resynchronise on every frame whose CRC holds, as Profile 1 does after a jump.
