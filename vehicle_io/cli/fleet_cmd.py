@@ -19,6 +19,8 @@ HELP = "decode fleet CAN logs into a Parquet dataset on Dask (decode), or summar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vehicle_io.fleet.plan import DEFAULT_CHUNK_MIB  # standard library only: `z10 --help` stays fast
+
     sub = parser.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND")
     dec = sub.add_parser(
         "decode", help="decode candump .log/.log.gz, .asc and .blf files into Parquet (van=/message= partitions)",
@@ -30,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler (loopback only), "
                      "e.g. tcp://127.0.0.1:8786")
     dec.add_argument("--workers", type=int, metavar="N", help="LocalCluster workers (default: one per core)")
-    dec.add_argument("--chunk-mib", type=float, default=16.0, metavar="M",
-                     help="split candump .log files into chunks of about M MiB (default 16)")
+    dec.add_argument("--chunk-mib", type=float, default=DEFAULT_CHUNK_MIB, metavar="M",
+                     help=f"split candump .log files into chunks of about M MiB (default {DEFAULT_CHUNK_MIB:g})")
     dec.add_argument("--van-id-from", default="dirname", metavar="dirname|filename|REGEX",
                      help="van id: the file's folder name (default), its name, or a regex's first group "
                      "(or group 'van') in the path")

@@ -19,16 +19,26 @@ _EFF_FLAG = np.uint32(0x80000000)
 _MANTISSA_LIMIT = 9007199254740992  # 2**53
 
 
+def _hex_table() -> np.ndarray:
+    table = np.full(256, -1, np.int8)
+    for c in range(256):
+        if 48 <= c <= 57:
+            table[c] = c - 48
+        elif 65 <= c <= 70:
+            table[c] = c - 55
+        elif 97 <= c <= 102:
+            table[c] = c - 87
+    return table
+
+
+#: Hex digit values (-1: not a hex digit). A table lookup instead of three range tests took
+#: the kernel from 39 to 33 ms on a 16 MiB chunk (276 k lines).
+_HEX = _hex_table()
+
+
 @njit(cache=True)
 def _hex(c: int) -> int:
-    c = int(c)  # a numpy uint8 would wrap (and pure Python under NUMBA_DISABLE_JIT would overflow)
-    if 48 <= c <= 57:
-        return c - 48
-    if 65 <= c <= 70:
-        return c - 55
-    if 97 <= c <= 102:
-        return c - 87
-    return -1
+    return int(_HEX[c])
 
 
 @njit(cache=True)
@@ -39,6 +49,15 @@ def _space(c: int) -> bool:
 @njit(cache=True)
 def _fd_length_ok(n: int) -> bool:
     return n <= 8 or n == 12 or n == 16 or n == 20 or n == 24 or n == 32 or n == 48 or n == 64
+
+
+@njit(cache=True)
+def count_lines(buf):  # type: ignore[no-untyped-def]
+    """Newlines in ``buf`` (the output arrays need one row per line)."""
+    n = 0
+    for i in range(buf.shape[0]):
+        n += buf[i] == 10
+    return n
 
 
 @njit(cache=True)
@@ -59,12 +78,14 @@ def parse_candump(buf, ids, data, lengths, stamps, chans, frame_lines,
     line_no = 0
     start = 0
     while start < size:
-        end = start
+        line_no += 1
+        # one pass: the line is parsed up to its newline; only a line the fast form does
+        # not take is scanned on to its end (for the slow path). Scanning every line for
+        # its end first, then parsing it, took 33 ms instead of 27 on a 16 MiB chunk.
+        status, end = _parse_line(buf, start, size, n_frames, ids, data, lengths, stamps, chans,
+                                  chan_starts, chan_lens, n_chan)
         while end < size and buf[end] != 10:
             end += 1
-        line_no += 1
-        status = _parse_line(buf, start, end, n_frames, ids, data, lengths, stamps, chans,
-                             chan_starts, chan_lens, n_chan)
         if status >= 0:
             if status > n_chan:
                 n_chan = status
@@ -80,78 +101,87 @@ def parse_candump(buf, ids, data, lengths, stamps, chans, frame_lines,
 
 
 @njit(cache=True)
-def _parse_line(buf, start, end, row, ids, data, lengths, stamps, chans,
+def _parse_line(buf, start, size, row, ids, data, lengths, stamps, chans,
                 chan_starts, chan_lens, n_chan):  # type: ignore[no-untyped-def]
-    """Parse one line into ``row``: the new channel count (>= 0), -1 slow path, -2 blank."""
+    """Parse the line starting at ``start`` into ``row``.
+
+    Returns (status, position): status is the new channel count (>= 0), -1 slow path or
+    -2 blank; on success the position is the line's end (its newline or ``size``), else
+    where parsing stopped, somewhere inside the line. A newline (10) is neither a space,
+    a digit nor a hex digit, so every scan below stops at it.
+    """
     p = start
-    while p < end and _space(buf[p]):
+    while p < size and _space(buf[p]):
         p += 1
-    if p == end:
-        return -2
+    if p == size or buf[p] == 10:
+        return -2, p
     if buf[p] != 40:  # '('
-        return -1
+        return -1, p
     p += 1
     mantissa = 0
     digits = 0
     frac = 0
-    while p < end and 48 <= buf[p] <= 57:
+    while p < size and 48 <= buf[p] <= 57:
         mantissa = mantissa * 10 + (int(buf[p]) - 48)
         digits += 1
         if mantissa >= _MANTISSA_LIMIT:
-            return -1
+            return -1, p
         p += 1
     if digits == 0:
-        return -1
-    if p < end and buf[p] == 46:  # '.'
+        return -1, p
+    if p < size and buf[p] == 46:  # '.'
         p += 1
-        while p < end and 48 <= buf[p] <= 57:
+        while p < size and 48 <= buf[p] <= 57:
             mantissa = mantissa * 10 + (int(buf[p]) - 48)
             frac += 1
             if mantissa >= _MANTISSA_LIMIT:
-                return -1
+                return -1, p
             p += 1
         if frac == 0:
-            return -1
-    if p >= end or buf[p] != 41:  # ')'
-        return -1
+            return -1, p
+    if p >= size or buf[p] != 41:  # ')'
+        return -1, p
     p += 1
-    if p >= end or not _space(buf[p]):
-        return -1
-    while p < end and _space(buf[p]):
+    if p >= size or not _space(buf[p]):
+        return -1, p
+    while p < size and _space(buf[p]):
         p += 1
     c0 = p
-    while p < end and not _space(buf[p]):
+    while p < size and not _space(buf[p]) and buf[p] != 10:
         p += 1
     clen = p - c0
-    if clen == 0 or p >= end:
-        return -1
-    while p < end and _space(buf[p]):
+    if clen == 0 or p >= size or buf[p] == 10:
+        return -1, p
+    while p < size and _space(buf[p]):
         p += 1
     # identifier
     i0 = p
     ident = 0
-    while p < end and _hex(buf[p]) >= 0:
-        ident = ident * 16 + _hex(buf[p])
+    while p < size:
+        h = _hex(buf[p])
+        if h < 0:
+            break
+        ident = ident * 16 + h
         p += 1
     nid = p - i0
     if nid != 3 and nid != 8:
-        return -1
-    if p >= end or buf[p] != 35:  # '#'
-        return -1
+        return -1, p
+    if p >= size or buf[p] != 35:  # '#'
+        return -1, p
     p += 1
     extended = nid == 8
     if extended and ident > 0x1FFFFFFF:
-        return -1  # error frames (CAN_ERR_FLAG) and over-long ids: the slow path decides
+        return -1, p  # error frames (CAN_ERR_FLAG) and over-long ids: the slow path decides
     fd = False
-    if p < end and buf[p] == 35:
+    if p < size and buf[p] == 35:
         fd = True
         p += 1
-        if p >= end or _hex(buf[p]) < 0:
-            return -1
+        if p >= size or _hex(buf[p]) < 0:
+            return -1, p
         p += 1  # the flags nibble carries BRS/ESI, not payload
     n = 0
     # ``data`` comes zeroed; bytes written for a line that then fails are cleared again
-    while p + 1 < end and n < 64:
+    while p + 1 < size and n < 64:
         hi = _hex(buf[p])
         lo = _hex(buf[p + 1])
         if hi < 0 or lo < 0:
@@ -159,21 +189,22 @@ def _parse_line(buf, start, end, row, ids, data, lengths, stamps, chans,
         data[row, n] = hi * 16 + lo
         n += 1
         p += 2
-    ok = not (p < end and not _space(buf[p]))  # else 'R' remote, '_' raw DLC, odd digit, junk, > 64 bytes
+    # else 'R' remote, '_' raw DLC, odd digit, junk, > 64 bytes
+    ok = not (p < size and buf[p] != 10 and not _space(buf[p]))
     if ok:
         ok = _fd_length_ok(n) if fd else n <= 8
     if ok:
-        while p < end and _space(buf[p]):
+        while p < size and _space(buf[p]):
             p += 1
-        if p < end and (buf[p] == 82 or buf[p] == 84):  # direction marker R/T
+        if p < size and (buf[p] == 82 or buf[p] == 84):  # direction marker R/T
             p += 1
-            while p < end and _space(buf[p]):
+            while p < size and _space(buf[p]):
                 p += 1
-        ok = p == end
+        ok = p == size or buf[p] == 10
     if not ok:
         for j in range(n):
             data[row, j] = 0
-        return -1
+        return -1, p
     # channel: look the name up among the few seen so far
     chan = -1
     for k in range(n_chan):
@@ -190,7 +221,7 @@ def _parse_line(buf, start, end, row, ids, data, lengths, stamps, chans,
         if n_chan >= chan_starts.shape[0]:
             for j in range(n):
                 data[row, j] = 0
-            return -1
+            return -1, p
         chan = n_chan
         chan_starts[chan] = c0
         chan_lens[chan] = clen
@@ -205,4 +236,4 @@ def _parse_line(buf, start, end, row, ids, data, lengths, stamps, chans,
         scale *= 10.0
     stamps[row] = float(mantissa) / scale
     chans[row] = chan
-    return n_chan
+    return n_chan, p

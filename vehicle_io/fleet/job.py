@@ -36,6 +36,15 @@ from vehicle_io.fleet.plan import (
 #: Dask retries per chunk task (on top of Dask's own rescheduling of tasks lost with a worker).
 TASK_RETRIES = 3
 
+#: glibc settings for the LocalCluster's worker processes, replacing Dask's default
+#: MALLOC_TRIM_THRESHOLD_=64 KiB. Dask sets that so idle workers hand memory back, but any
+#: explicit setting also pins glibc's mmap threshold at 128 KiB: every array of every chunk
+#: is then fresh, zero-filled pages. Measured on a 16 MiB chunk (276 k frames): parse +
+#: decode 65 ms with Dask's setting, 51 ms with these (arrays up to 32 MiB come from the
+#: heap and are reused by the next chunk; free heap above 256 MiB is still returned).
+WORKER_MALLOC_ENV: dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+                                     "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
 
 def default_workers() -> int:
     """Workers for a LocalCluster: one per core this process may use."""
@@ -48,6 +57,7 @@ def default_workers() -> int:
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A Dask client: on ``scheduler`` (loopback only) or on a fresh LocalCluster."""
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -64,8 +74,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     n = workers if workers is not None else default_workers()
     if n < 1:
         raise FleetError(f"--workers: expected at least 1, but got {n}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):  # read as the nannies start
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
     try:
         with Client(cluster) as client:
             yield client

@@ -70,15 +70,19 @@ class Frames:
                    np.zeros(0, np.float64), np.zeros(0, np.int32), [], np.zeros(0, np.int64))
 
 
-def parse_candump_bytes(buf: bytes | bytearray | memoryview, base_offset: int = 0) -> tuple[Frames, ReadReport]:
-    """Parse candump ``-l`` text (whole lines) into arrays; ``base_offset``: file offset of ``buf``."""
+def parse_candump_bytes(buf: bytes | bytearray | memoryview | np.ndarray,
+                        base_offset: int = 0) -> tuple[Frames, ReadReport]:
+    """Parse candump ``-l`` text (whole lines) into arrays; ``base_offset``: file offset of ``buf``.
+
+    ``buf`` may be a uint8 array: a writeable one is parsed in place, without a copy.
+    """
     from vehicle_io.fleet import _parse_kernels as k
 
-    raw = np.frombuffer(buf, dtype=np.uint8)
-    if not raw.flags.writeable:
+    raw = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
+    if not raw.flags.writeable or raw.dtype != np.uint8 or raw.ndim != 1:
         # the kernel is compiled for writeable arrays only; a second signature would cost a compile
-        raw = raw.copy()
-    cap = int(np.count_nonzero(raw == 10)) + 1
+        raw = np.array(raw, dtype=np.uint8).reshape(-1)
+    cap = int(k.count_lines(raw)) + 1
     ids = np.zeros(cap, np.uint32)
     data = np.zeros((cap, 64), np.uint8)  # calloc: pages are zeroed lazily, rows written once
     lengths = np.zeros(cap, np.uint8)
@@ -156,13 +160,22 @@ def _slow_path(raw: np.ndarray, frames: Frames, report: ReadReport, starts: np.n
 
 def read_candump_range(path: str | Path, start: int, end: int) -> tuple[Frames, ReadReport]:
     """Parse bytes ``[start, end)`` of a candump ``.log`` (the range begins and ends on line starts)."""
+    # read straight into a writeable array: bytes would need a copy before the kernel
+    # (16 MiB: 5.5 ms against 11 ms for read() plus 3.6 ms for the copy)
+    buf = np.empty(max(0, end - start), np.uint8)
+    got = 0
     with open(path, "rb") as handle:
         handle.seek(start)
-        buf = handle.read(end - start)
-    frames, report = parse_candump_bytes(buf, start)
-    if len(buf) < end - start:
-        report.error = f"file shrank while reading: expected {end - start} bytes from offset {start}, but got {len(buf)}"
-        report.error_offset = start + len(buf)
+        view = memoryview(buf)
+        while got < len(buf):
+            n = handle.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    frames, report = parse_candump_bytes(buf[:got], start)
+    if got < end - start:
+        report.error = f"file shrank while reading: expected {end - start} bytes from offset {start}, but got {got}"
+        report.error_offset = start + got
     return frames, report
 
 

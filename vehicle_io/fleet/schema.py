@@ -1,6 +1,7 @@
 """The Parquet schema of one message: timestamp, bus, one float64 column per signal.
 
-Enum signals stay numeric (their raw value, as the codec decodes with
+Signal columns are float64 and never null: a multiplexed signal that a frame does not
+carry is NaN. Enum signals stay numeric (their raw value, as the codec decodes with
 ``decode_choices=False``); what the numbers mean travels in field-level metadata, so a
 reader of the dataset needs no DBC: ``unit``, ``choices`` (JSON ``{"value": "name"}``),
 ``scale``, ``offset``, ``minimum``, ``maximum``, ``multiplexer`` (the selecting signal and
@@ -15,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 #: Bumped when the layout of a part file changes (also part of the settings hash).
-FORMAT_VERSION = "1"
+#: 2: signal columns are non-nullable, data pages are Parquet v2.
+FORMAT_VERSION = "2"
 
 TIMESTAMP = "timestamp"
 BUS = "bus"
@@ -51,7 +53,9 @@ def message_schema(message: Any, dbc_digest: str) -> pa.Schema:
         pa.field(BUS, BUS_TYPE, nullable=False, metadata={"comment": "bus (log channel, mapped)"}),
     ]
     for signal in message.signals:
-        fields.append(pa.field(signal.name, pa.float64(), metadata=signal_metadata(signal)))
+        # never null (a signal a frame does not carry is NaN): without definition levels the
+        # part files are written 1.3-1.9x faster
+        fields.append(pa.field(signal.name, pa.float64(), nullable=False, metadata=signal_metadata(signal)))
     meta = {
         "z10.format": FORMAT_VERSION,
         "z10.message": message.name,

@@ -80,10 +80,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, z10_db: Any) -> dict[str, An
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    """A client of the LocalCluster `z10 fleet decode` starts (2 workers)."""
+    from vehicle_io.fleet.job import dask_client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cl, Client(cl) as client:
+    with dask_client(workers=2) as client:
         yield client
 
 

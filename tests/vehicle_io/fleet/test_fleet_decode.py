@@ -91,6 +91,60 @@ def test_schema_metadata_keeps_units_and_choices(decoded, z10_db):
     assert {int(k): v for k, v in stored.items()} == {int(k): str(v) for k, v in gear.choices.items()}
     assert schema.field("VCU_VehicleSpeed").metadata[b"unit"].decode() == msg.get_signal_by_name("VCU_VehicleSpeed").unit
     assert schema.field("VCU_Gear").type == "double"  # enums stay numeric
+    from vehicle_io.fleet.schema import FORMAT_VERSION
+
+    assert schema.metadata[b"z10.format"] == FORMAT_VERSION.encode()
+    # never null: a signal a frame does not carry is NaN (see the BMS_CellVoltages check)
+    assert [f.name for f in schema if f.nullable] == []
+    assert [f.name for f in schema][2:] == [s.name for s in msg.signals]
+
+
+def test_one_part_per_message_and_chunk(decoded):
+    """Every part file is claimed by exactly one chunk marker, and a chunk writes one part per
+    message it saw, in that message's folder of the chunk's van."""
+    out = decoded["out"]
+    claimed: list[str] = []
+    for marker_file in (out / "_manifest").glob("*.json"):
+        marker = json.loads(marker_file.read_text())
+        expected = sorted(f"van={marker['van']}/message={m}/part-{marker['key']}.parquet"
+                          for m, rows in marker["messages"].items() if rows)
+        assert sorted(marker["parts"]) == expected
+        for rel in marker["parts"]:
+            meta = pq.read_metadata(out / rel)
+            assert meta.num_rows == marker["messages"][rel.split("message=")[1].split("/")[0]]
+        claimed += marker["parts"]
+        # the stage timings tools/bench_fleet.py adds up cover the chunk's time
+        stages = marker["stage_seconds"]
+        assert set(stages) == {"read", "decode", "write"} and min(stages.values()) >= 0
+        assert abs(sum(stages.values()) - marker["seconds"]) <= 0.0005
+    found = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
+    assert sorted(claimed) == found and len(set(claimed)) == len(claimed)
+
+
+def test_write_part_makes_its_folder_and_leaves_no_temp(tmp_path):
+    import pyarrow as pa
+
+    from vehicle_io.fleet.worker import _write_part
+
+    table = pa.table({"timestamp": [1.0, 2.0], "x": [0.5, float("nan")]})
+    target = tmp_path / "van=v" / "message=M" / "part-a.parquet"
+    _write_part(target, table)
+    _write_part(target, table.slice(1))  # a repeated chunk replaces its own part
+    assert pq.read_table(target).to_pandas().equals(table.slice(1).to_pandas())
+    assert [p.name for p in target.parent.iterdir()] == ["part-a.parquet"]
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OSError):  # its folder cannot be made: the error, and no temp file
+        _write_part(tmp_path / "file" / "x" / "part-b.parquet", table)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "van=v"]
+
+
+def test_local_cluster_workers_keep_chunk_memory(cluster):
+    """The LocalCluster's workers run with the glibc settings of job.WORKER_MALLOC_ENV, not
+    Dask's 64 KiB trim threshold (which makes every chunk fault in fresh pages)."""
+    from vehicle_io.fleet.job import WORKER_MALLOC_ENV
+
+    seen = cluster.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+    assert len(seen) == 2 and all(env == WORKER_MALLOC_ENV for env in seen.values())
 
 
 def test_damaged_files_reported_and_the_rest_done(fleet, decoded):

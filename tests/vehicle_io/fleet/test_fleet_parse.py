@@ -74,9 +74,49 @@ _line = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(_line, max_size=12))
-def test_kernel_equals_line_parser_on_random_lines(lines):
-    _check("\n".join(lines) + "\n")
+@given(st.lists(_line, max_size=12), st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_kernel_equals_line_parser_on_random_lines(lines, newline, final_newline):
+    # the kernel finds each line's end while parsing it: a line may end at a newline, at a
+    # CR LF or at the end of the buffer
+    _check(newline.join(lines) + (newline if final_newline else ""))
+
+
+@pytest.mark.parametrize("text", [
+    "(1.5) pt 123#11223",            # odd hex digit, last line without a newline
+    "(1.5) pt 123#11223\n(2.0) pt 124#",
+    "(1.5) pt\n(2.0) pt 124#00",      # line ends right after the channel
+    "(1.5) pt 123#1122 T",
+    "(1.5) pt 123#1122 T\n   \n\t\n(2) ads 12345678##1" + "ab" * 64,
+    "(1.5) pt 123#1122\r\n(1.6) pt 123#11\r",
+    "(1.5)",
+    "\n\n",
+])
+def test_kernel_line_ends(text):
+    _check(text)
+
+
+def test_parse_arrays_and_bytes_alike():
+    text = gzip.decompress(SAMPLE.read_bytes())[:50_000]
+    want, _ = parse_candump_bytes(text)
+    writeable = np.frombuffer(bytearray(text), np.uint8)
+    readonly = np.frombuffer(text, np.uint8)
+    for buf in (writeable, readonly, memoryview(text)):
+        got, _ = parse_candump_bytes(buf)
+        assert np.array_equal(got.ids, want.ids) and np.array_equal(got.data, want.data)
+        assert np.array_equal(got.timestamps, want.timestamps) and np.array_equal(got.lines, want.lines)
+    assert bytes(writeable) == text  # parsed in place, not changed
+
+
+def test_range_of_a_file_that_shrank_is_reported(tmp_path):
+    text = gzip.decompress(SAMPLE.read_bytes())[:20_000]
+    path = tmp_path / "a.log"
+    path.write_bytes(text)
+    end = text.rindex(b"\n", 0, 10_000) + 1
+    frames, report = read_candump_range(path, 0, len(text) + 100)
+    assert report.error is not None and "shrank" in report.error and report.error_offset == len(text)
+    assert len(frames) == len(parse_candump_bytes(text)[0])
+    frames, report = read_candump_range(path, 0, end)
+    assert report.error is None and len(frames) == len(parse_candump_bytes(text[:end])[0])
 
 
 def test_gzip_truncated_keeps_what_came_before(tmp_path):
@@ -122,3 +162,22 @@ def test_an_id_on_two_buses_is_told_apart_by_the_bus():
     assert decoded["DiagFuncReq_Body"][0].tolist() == [1, 3]
     assert decoded["VCU_Status"][0].tolist() == [2]
     assert counts["ok"] == 4
+
+
+def test_common_lines_take_the_kernel_path():
+    """Every line of the common forms is parsed by the kernel itself (the slow path would give
+    the same frames, so only its count shows that the fast path works)."""
+    from vehicle_io.fleet import _parse_kernels as k
+
+    text = (gzip.decompress(SAMPLE.read_bytes())[:30_000].rsplit(b"\n", 1)[0] + b"\n"
+            + b"(2.000000) pt 123#1122 T\r\n(2.1) ads 12345678##1" + b"ab" * 64 + b"\n(2.2) body 7DF#")
+    raw = np.frombuffer(bytearray(text), np.uint8)
+    cap = text.count(b"\n") + 1
+    assert k.count_lines(raw) == cap - 1
+    out = [np.zeros(cap, np.uint32), np.zeros((cap, 64), np.uint8), np.zeros(cap, np.uint8), np.zeros(cap),
+           np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64),
+           np.zeros(cap, np.int64), np.zeros(k.MAX_CHANNELS, np.int64), np.zeros(k.MAX_CHANNELS, np.int64)]
+    slow_lines = {i + 1 for i, line in enumerate(text.split(b"\n")) if b"NOT-HEX" in line or not line.startswith(b"(")}
+    n_frames, n_slow, n_lines, _ = k.parse_candump(raw, *out)
+    assert n_lines == cap and n_slow == len(slow_lines) and n_frames + n_slow == n_lines
+    assert out[2][n_frames - 2] == 64 and out[2][n_frames - 1] == 0  # the FD frame, the empty frame
