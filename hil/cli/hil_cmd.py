@@ -164,6 +164,10 @@ def _run_for_campaign(job: tuple[str, int]) -> dict[str, Any]:
         result = run_scenario(path, seed=seed)
     except ScenarioError as err:
         return {"source": source, "name": Path(source).stem, "error": str(err)}
+    except Exception as err:  # noqa: BLE001 - a bug in one scenario's run must not end the campaign
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return {"source": source, "name": Path(source).stem,
+                "error": f"{source}: internal error: {type(err).__name__}: {first}"}
     return {"source": source, "name": result.name, "report": report_dict(result)}
 
 

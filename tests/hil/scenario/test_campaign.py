@@ -88,3 +88,27 @@ def test_campaign_usage_errors_exit_2_with_one_line(argv: list[str], message: st
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_an_internal_error_in_one_scenario_does_not_end_the_campaign(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import hil.scenario.runner as runner
+
+    ok, _, _ = _files(tmp_path)
+    real = runner.run_scenario
+    calls = []
+
+    def flaky(path, seed=0, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("simulated bug\nwith a second line")
+        return real(path, seed=seed, **kwargs)
+
+    monkeypatch.setattr(runner, "run_scenario", flaky)
+    junit = tmp_path / "j.xml"
+    assert main(["run", str(ok), str(ok), "--junit", str(junit)]) == 2
+    out = capsys.readouterr()
+    assert "internal error: RuntimeError: simulated bug" in out.err and "second line" not in out.err
+    assert "PASS  parked_ok" in out.out and len(calls) == 2
+    cases = ET.parse(junit).getroot().find("testsuite").findall("testcase")
+    assert cases[0].find("error") is not None and cases[1].find("error") is None
