@@ -681,9 +681,8 @@ class Gateway:
         """
         return self._transmit(bus_name, message, fill_e2e=True, timeout_s=timeout_s)
 
-    def _transmit(
-        self, bus_name: str, message: can.Message, *, fill_e2e: bool, timeout_s: float | None = None
-    ) -> can.Message:
+    def _tx_bus(self, bus_name: str) -> can.BusABC:
+        """The bus to send on, or TransmitBlocked (counted): the gateway shut down, an unknown bus."""
         if self._shutdown_done:
             self.gate.count(bus_name, "blocked_not_armed")
             raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a running gateway, but it is shut down")
@@ -693,6 +692,12 @@ class Gateway:
             raise TransmitBlocked(
                 f"transmit blocked: expected a bus among {sorted(self._buses)}, but got {bus_name!r}"
             )
+        return bus
+
+    def _transmit(
+        self, bus_name: str, message: can.Message, *, fill_e2e: bool, timeout_s: float | None = None
+    ) -> can.Message:
+        bus = self._tx_bus(bus_name)
         if message.is_error_frame:
             self.gate.count(bus_name, "blocked_not_allowed")
             raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a data or remote frame, but got an error frame")
@@ -722,15 +727,7 @@ class Gateway:
         ``can.Message(arbitration_id=frame_id, is_extended_id=is_extended, data=payload,
         is_fd=is_fd, bitrate_switch=is_fd)``; only the one Message sent is built.
         """
-        if self._shutdown_done:
-            self.gate.count(bus_name, "blocked_not_armed")
-            raise TransmitBlocked(f"transmit blocked on {bus_name!r}: expected a running gateway, but it is shut down")
-        bus = self._buses.get(bus_name)
-        if bus is None:
-            self.gate.count(bus_name, "blocked_unknown_bus")
-            raise TransmitBlocked(
-                f"transmit blocked: expected a bus among {sorted(self._buses)}, but got {bus_name!r}"
-            )
+        bus = self._tx_bus(bus_name)
         self.gate.check(bus_name, frame_id, len(payload), is_extended=is_extended)
         return self._emit(bus_name, bus, frame_id, is_extended, payload, is_remote=False, is_fd=is_fd,
                           bitrate_switch=is_fd, error_state_indicator=False, dlc=len(payload), fill_e2e=True,

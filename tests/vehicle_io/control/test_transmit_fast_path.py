@@ -19,6 +19,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.recording_bus import RecordingBus
 from vehicle_io import load_database
 from vehicle_io.control import layout as L
 from vehicle_io.control.loop import TX_MESSAGES, ControlLoop, control_allowlist
@@ -53,25 +54,6 @@ tick_script = st.fixed_dictionaries({
     "toggle_arm": st.one_of(st.none(), st.sampled_from(BUSES)),
     "fail_bus": st.one_of(st.none(), st.none(), st.sampled_from(BUSES)),
 })
-
-
-class RecordingBus(can.BusABC):
-    """Keeps what is sent; raises CanError while ``failing``."""
-
-    def __init__(self, name: str) -> None:
-        self.channel_info = f"recording {name}"
-        self._periodic_tasks = []
-        self._filters = None
-        self.sent: list[can.Message] = []
-        self.failing = False
-
-    def send(self, msg: can.Message, timeout: float | None = None) -> None:
-        if self.failing:
-            raise can.CanOperationError("recording bus: refused on purpose")
-        self.sent.append(msg)
-
-    def _recv_internal(self, timeout: float | None) -> tuple[None, bool]:
-        return None, False
 
 
 class ScriptedKernel:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from gw_helpers import TEST_DBC, FakeClock
 
+from tests.recording_bus import RecordingBus
 from vehicle_io.e2e import E2ESpec, protect
 from vehicle_io.errors import VehicleIoError
 from vehicle_io.gateway import Gateway, TransmitGate
@@ -27,23 +28,6 @@ DB = cantools.database.load_string(TEST_DBC, database_format="dbc")
 BUSES = ("a", "b")
 ALLOW = [AllowedFrame(256, "a", 8, False), AllowedFrame(257, "a", 8, False), AllowedFrame(256, "b", 8, False),
          AllowedFrame(2566848513 & 0x1FFFFFFF, "b", 8, True), AllowedFrame(768, "a", 64, False)]
-
-
-class RecordingBus(can.BusABC):
-    def __init__(self, name: str) -> None:
-        self.channel_info = f"recording {name}"
-        self._periodic_tasks = []
-        self._filters = None
-        self.sent: list[can.Message] = []
-        self.failing = False
-
-    def send(self, msg: can.Message, timeout: float | None = None) -> None:
-        if self.failing:
-            raise can.CanOperationError("recording bus: refused on purpose")
-        self.sent.append(msg)
-
-    def _recv_internal(self, timeout: float | None) -> tuple[None, bool]:
-        return None, False
 
 
 # Mostly frames the gate lets through (some repeating, for the E2E frame cache), some not.
