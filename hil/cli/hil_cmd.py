@@ -205,7 +205,8 @@ def _campaign(args: argparse.Namespace, names: list[str]) -> int:
 
         # spawn: a worker starts clean (no inherited locks or threads); each pays the imports once.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            outcomes = _collect(pool.map(_run_for_campaign, work), args, out_dir)
+            futures = [pool.submit(_run_for_campaign, job) for job in work]
+            outcomes = _collect((_outcome_of(f, job) for f, job in zip(futures, work)), args, out_dir)
     wall_s = time.perf_counter() - t0
     passed = sum(1 for o in outcomes if "report" in o and o["report"]["passed"])
     errors = sum(1 for o in outcomes if "error" in o)
@@ -224,6 +225,19 @@ def _campaign(args: argparse.Namespace, names: list[str]) -> int:
             print(f"z10 hil run: cannot write {args.junit}: {err.strerror or err}", file=sys.stderr)
             return 2
     return 2 if errors else 1 if failed else 0
+
+
+def _outcome_of(future: Any, job: tuple[str, int]) -> dict[str, Any]:
+    """A worker's result, or the scenario's error when its worker process died (killed, out of memory)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        result: dict[str, Any] = future.result()
+    except BrokenProcessPool as err:
+        source = job[0]
+        return {"source": source, "name": Path(source).stem,
+                "error": f"{source}: its worker process died ({err or 'BrokenProcessPool'})"}
+    return result
 
 
 def _collect(results: Iterator[dict[str, Any]], args: argparse.Namespace, out_dir: Path | None) -> list[dict[str, Any]]:

@@ -112,3 +112,39 @@ def test_an_internal_error_in_one_scenario_does_not_end_the_campaign(
     assert "PASS  parked_ok" in out.out and len(calls) == 2
     cases = ET.parse(junit).getroot().find("testsuite").findall("testcase")
     assert cases[0].find("error") is not None and cases[1].find("error") is None
+
+
+def test_a_dead_worker_process_is_an_error_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker killed mid-scenario (as the OOM killer would): its scenarios are errors, one line each."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    long = tmp_path / "long.toml"
+    long.write_text(PARKED.format(name="long", kind="stays", lo=0.0, hi=0.01, when="after_s = 0.5",
+                                  text="stays parked").replace("duration_s = 1.5", "duration_s = 300.0"))
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = multiprocessing.active_children()  # the pool's spawned processes
+            if len(workers) == 2:
+                time.sleep(1.0)
+                for worker in workers:
+                    os.kill(worker.pid, signal.SIGKILL)
+                    killed.append(worker.pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    code = main(["run", str(long), str(long), "-j", "2"])
+    killer.join()
+    assert killed
+    assert code == 2
+    out = capsys.readouterr()
+    assert [line.count("worker process died") for line in out.err.splitlines()] == [1, 1]
+    assert out.out.splitlines()[-1].startswith("2 scenarios: 0 passed, 0 failed, 2 could not run")
