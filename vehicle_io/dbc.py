@@ -296,6 +296,11 @@ _TERMINATED_RE = re.compile(
 )
 
 
+#: The pseudo message Vector tools write for signals that belong to no message; cantools
+#: skips it (and its signals) by design.
+_VECTOR_INDEPENDENT = "VECTOR__INDEPENDENT_SIG_MSG"
+
+
 def _check_nothing_skipped(
     path: Path,
     text: str,
@@ -312,6 +317,8 @@ def _check_nothing_skipped(
     parsed = {(_dbc_frame_id(m), m.name): {sig.name for sig in m.signals} for m in database.messages}
     frame_ids = {fid for fid, _ in parsed}
     for (fid, name), line in sorted(message_lines.items(), key=lambda item: item[1]):
+        if name == _VECTOR_INDEPENDENT:
+            continue  # Vector's holder of signals in no message: cantools drops it on purpose
         if (fid, name) not in parsed and fid not in frame_ids:
             raise DbcError(path, line, f"BO_ {name}: expected a complete message definition, but the line was "
                                        "not parsed (truncated or malformed)")

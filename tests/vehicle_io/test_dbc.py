@@ -463,3 +463,12 @@ def test_every_truncation_of_a_bundled_file_loads_whole_or_is_refused(tmp_path: 
             continue
         defined = sum(1 for line in partial.splitlines() if line.lstrip().startswith("SG_ "))
         assert sum(len(m.signals) for m in db.messages) == defined, cut
+
+
+def test_vector_independent_signals_message_is_not_a_skipped_line(tmp_path: Path) -> None:
+    # Vector tools park signals of no message in this pseudo message; cantools drops it by design.
+    text = MINIMAL.format(bus="x").replace(
+        "BA_DEF_ ", 'BO_ 3221225472 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX\n'
+        ' SG_ Orphan : 0|8@1+ (1,0) [0|0] "" Vector__XXX\n\nBA_DEF_ ', 1)
+    db = load_database(write(tmp_path, "vector.dbc", text))
+    assert [m.name for m in db.messages] == ["M1"]
