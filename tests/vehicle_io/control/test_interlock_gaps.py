@@ -578,6 +578,22 @@ def test_epb_not_reapplied_after_a_release() -> None:
         assert h.step()["epb_request"] == L.EPB_NO_REQUEST
 
 
+def test_service_brake_holds_through_the_epb_release_tick() -> None:
+    """The service brake holds up to and including the tick the EPB release is commanded, even
+    when the autonomy already asks to move: the EPB is still applied, so propulsion is refused
+    and the engaged van at standstill holds (moving the EPB-hold term after the EPB block must
+    not open a gap here)."""
+    h = Harness()
+    h.set(vcu_gear=L.GEAR_P, adc_gear_request=L.GEAR_P)
+    h.engage()
+    y = h.step()
+    assert y["epb_request"] == L.EPB_APPLY and y["brake_hold"] == 1
+    h.set(vcu_gear=L.GEAR_D, adc_gear_request=L.GEAR_D, vcu_epb_state=L.EPB_STATE_APPLIED,
+          adc_epb_request=L.EPB_RELEASE, brk_hold_active=1, adc_target_speed_mps=3.0)
+    y = h.step()
+    assert y["epb_request"] == L.EPB_RELEASE and y["brake_hold"] == 1 and y["brake_enable"] == 1
+
+
 def test_nan_steering_request_holds_the_angle() -> None:
     """step_1560: a NaN ADC_SteerAngleRequest keeps the last commanded angle (steering stays on)."""
     h = Harness()
