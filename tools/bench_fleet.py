@@ -130,6 +130,10 @@ def bench_fleet(paths: list[Path], workdir: Path, workers: int, chunk_mib: float
         for _ in range(FLEET_RUNS):  # a fresh output each time: a re-run would skip everything
             out = workdir / f"out{workers}"
             shutil.rmtree(out, ignore_errors=True)
+            # Flush what the previous runs (inputs, outputs) left dirty in the page cache: its
+            # write-back would otherwise land inside this run's timing (seen: the write stage
+            # of a 1-worker job doubled right after a larger run).
+            os.sync()
             t = time.perf_counter()
             report = decode_fleet([str(p) for p in paths], out, client=client, chunk_mib=chunk_mib)
             elapsed = time.perf_counter() - t
