@@ -19,12 +19,12 @@ ignores its command frames (counted as ``commands_ignored``) while reception is 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from hil.uds.monitors import LostCommunicationMonitor, PlantFaultMonitor
+from hil.uds.worker import BackgroundWorker
 
 if TYPE_CHECKING:
     import can
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["LiveDiagnostics"]
 
 
-class LiveDiagnostics:
+class LiveDiagnostics(BackgroundWorker):
     """Monitors and CommunicationControl for the UDS servers of a running rig (see module docs).
 
     ``rig``: the :class:`hil.rig.Rig`; ``servers``: by name (vcu, bms, cbc: the rig node is
@@ -43,6 +43,8 @@ class LiveDiagnostics:
     own); ``live``: the plant values (field names of ``hil.plant.state``); ``locks``: the
     transports' locks by server name (fault reports then never race a request).
     """
+
+    THREAD_NAME = "uds-live-diagnostics"
 
     def __init__(self, rig: Any, servers: Mapping[str, UdsServer], buses: Mapping[str, can.BusABC],
                  live: Callable[[], Mapping[str, float]], *,
@@ -68,30 +70,10 @@ class LiveDiagnostics:
         #: monitor passes, failures of a pass (counted, the thread keeps going), last failure
         self.stats: dict[str, int] = {"passes": 0, "errors": 0, "silenced": 0, "released": 0}
         self.last_error = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._init_worker()
 
-    def start(self) -> LiveDiagnostics:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="uds-live-diagnostics", daemon=True)
-            self._thread.start()
-        return self
-
-    def __enter__(self) -> LiveDiagnostics:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
-    def shutdown(self) -> None:
-        """Stop the thread, detach the monitor, give the silenced ECUs their voice back (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
+    def _on_stop(self) -> None:
+        """Detach the monitor, give the silenced ECUs their voice back."""
         from vehicle_io.diag import release_notifier
 
         for name, notifier in self._notifiers.items():

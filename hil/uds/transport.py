@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from hil.uds.worker import BackgroundWorker
 from vehicle_io.diag import FUNCTIONAL_REQUEST_ID, EcuAddress, acquire_notifier, isotp_params, release_notifier
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = ["UdsEcuTransport"]
 _IDLE_POLL_S = 0.01
 
 
-class UdsEcuTransport:
+class UdsEcuTransport(BackgroundWorker):
     """Serve one ECU's UDS on a python-can bus until :meth:`shutdown`."""
 
     def __init__(self, bus: can.BusABC, server: UdsServer, address: EcuAddress, *,
@@ -55,36 +56,20 @@ class UdsEcuTransport:
             address=isotp.AsymmetricAddress(
                 tx_addr=isotp.Address(isotp.AddressingMode.Normal_11bits, txid=address.response_id, tx_only=True),
                 rx_addr=isotp.Address(isotp.AddressingMode.Normal_11bits, rxid=functional_id, rx_only=True)))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._init_worker()
         #: requests served, responses sent, transport errors (send failures)
         self.stats: dict[str, int] = {"requests": 0, "functional_requests": 0, "responses": 0, "send_errors": 0}
         self.last_error = ""
 
-    def start(self) -> UdsEcuTransport:
-        if self._thread is not None:
-            return self
+    def _thread_name(self) -> str:
+        return f"uds-{self.address.name}"
+
+    def _on_start(self) -> None:
         self._physical.start()
         self._functional.start()
-        self._thread = threading.Thread(target=self._run, name=f"uds-{self.address.name}", daemon=True)
-        self._thread.start()
-        return self
 
-    def __enter__(self) -> UdsEcuTransport:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
-
-    def shutdown(self) -> None:
-        """Stop serving (idempotent); the bus itself stays open, it belongs to the caller."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
+    def _on_stop(self) -> None:
+        """The ISO-TP stacks stop; the bus itself stays open, it belongs to the caller."""
         self._physical.stop()
         self._functional.stop()
         if self._own_notifier:
