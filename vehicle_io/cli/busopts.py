@@ -1,4 +1,5 @@
-"""The bus options every bus-facing subcommand shares (``--bench``, ``-i/-c/-b``, ``--sim-port``).
+"""The options subcommands share: the bus options (``--bench``, ``-i/-c/-b``, ``--sim-port``)
+of every bus-facing one, and ``--dbc``.
 
 Without any of them a command attaches to the simulated van that ``z10 sim`` serves on
 loopback. python-can's own configuration (``~/.canrc``, ``CAN_INTERFACE``...) applies when
@@ -11,6 +12,12 @@ import argparse
 
 from vehicle_io.bench import SIM_HOST, SIM_PORT, BusSpec, load_bench, simulated_bench, single_bus
 from vehicle_io.errors import BusConfigError
+
+
+def add_dbc_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dbc PATH`` (repeatable): the database to use instead of the bundled Z10 set."""
+    parser.add_argument("--dbc", action="append", metavar="PATH",
+                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
 
 
 def add_bus_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,14 +8,15 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from vehicle_io.cli.busopts import add_dbc_argument
+
 HELP = "decode candump lines (stdin or files) into signal values"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE",
                         help="candump .log or console files (default: standard input)")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("-s", "--single-line", action="store_true",
                         help="print each decoded message on one line")
     parser.add_argument("--raw-enums", action="store_true",

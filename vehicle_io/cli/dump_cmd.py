@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from vehicle_io.cli.busopts import add_dbc_argument
+
 HELP = "draw the bit layout of messages (as cantools dump)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("messages", nargs="*", metavar="MESSAGE", help="messages to dump (default: all)")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("--bus", help="only messages of this bus (pt, body, ads)")
     parser.add_argument("--width", type=int, default=80, help="width of the signal tree (default 80)")
     parser.add_argument("--json", action="store_true", help="print as JSON")

@@ -15,6 +15,8 @@ import json
 import sys
 from typing import Any
 
+from vehicle_io.cli.busopts import add_dbc_argument
+
 HELP = "decode fleet CAN logs into a Parquet dataset on Dask (decode), or summarise one (summary)"
 
 
@@ -37,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--van-id-from", default="dirname", metavar="dirname|filename|REGEX",
                      help="van id: the file's folder name (default), its name, or a regex's first group "
                      "(or group 'van') in the path")
-    dec.add_argument("--dbc", action="append", metavar="PATH",
-                     help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(dec)
     dec.add_argument("--map", action="append", default=[], metavar="LOGCH=BUS",
                      help="rename a log channel to a bus (e.g. can0=pt for .asc/.blf channel numbers)")
     dec.add_argument("--json", action="store_true", help="print the job report as JSON")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vehicle_io.cli.busopts import add_bus_arguments, bus_specs
+from vehicle_io.cli.busopts import add_bus_arguments, add_dbc_argument, bus_specs
 
 HELP = "run the live gateway on buses or a replayed log and report signals, validity and counters"
 
@@ -52,8 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replay speed factor: 1 real time, 0 as fast as possible (default)")
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds to run on live buses (default: until Ctrl-C)")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("--signal", action="append", dest="signals", metavar="NAME",
                         help="signal to show (repeatable; default: a Z10 overview; 'all' for every signal)")
     parser.add_argument("--record", metavar="FILE", help="record raw traffic (.log, .asc or .blf)")

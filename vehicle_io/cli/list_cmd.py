@@ -13,13 +13,14 @@ import json
 import sys
 from typing import Any
 
+from vehicle_io.cli.busopts import add_dbc_argument
+
 HELP = "list the Z10 messages (or any DBC's), or the signals of named messages"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("messages", nargs="*", metavar="MESSAGE", help="show the details of these messages")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("--bus", help="only messages of this bus (pt, body, ads)")
     parser.add_argument("--json", action="store_true", help="print as JSON")
 

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from vehicle_io.cli.busopts import add_bus_arguments, bus_specs
+from vehicle_io.cli.busopts import add_bus_arguments, add_dbc_argument, bus_specs
 
 HELP = "live decoded signals in a full-screen table (stale, E2E and interlock flags shown)"
 
@@ -31,8 +31,7 @@ STALE_CYCLES = 3.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--message", action="append", metavar="PATTERN", help="only messages matching (wildcards, repeatable)")
     parser.add_argument("--signal", action="append", metavar="PATTERN", help="only signals matching (wildcards, repeatable)")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("--once", action="store_true", help="print one snapshot table after --duration and exit")
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds to watch (default: until q/Ctrl-C; with --once 1 s)")

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vehicle_io.cli.busopts import add_dbc_argument
+
 HELP = "plot signals of a log, or a scenario report JSON, to a PNG"
 
 
@@ -24,8 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="LOG|REPORT.json", help="log file or scenario report (.json)")
     parser.add_argument("signals", nargs="*", metavar="SIGNAL", help="signal names or wildcards (log only)")
     parser.add_argument("-o", "--output", metavar="PNG", help="PNG file (default: SOURCE with .png)")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("--one-axis", action="store_true", help="every signal on one shared axis")
     parser.add_argument("--json", action="store_true", help="print what was plotted as JSON")
 

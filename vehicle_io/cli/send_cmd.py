@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from vehicle_io.cli.busopts import add_bus_arguments, bus_specs
+from vehicle_io.cli.busopts import add_bus_arguments, add_dbc_argument, bus_specs
 
 HELP = "encode a message from signal values and send it (counter and CRC filled in), once or periodically"
 
@@ -34,8 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period-ms", type=float, default=None,
                         help="send every PERIOD ms (default: once); runs until --count or Ctrl-C")
     parser.add_argument("--count", type=int, default=None, help="frames to send (default 1, or forever with --period-ms)")
-    parser.add_argument("--dbc", action="append", metavar="PATH",
-                        help="DBC file or directory (repeatable; default: the bundled Z10 set)")
+    add_dbc_argument(parser)
     parser.add_argument("--bus", metavar="NAME", help="bus to send on (default: the message's DBC bus)")
     parser.add_argument("--json", action="store_true", help="one JSON object per frame sent")
     add_bus_arguments(parser)
