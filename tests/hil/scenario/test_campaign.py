@@ -126,11 +126,13 @@ def test_a_dead_worker_process_is_an_error_not_a_crash(tmp_path: Path, capsys: p
     long.write_text(PARKED.format(name="long", kind="stays", lo=0.0, hi=0.01, when="after_s = 0.5",
                                   text="stays parked").replace("duration_s = 1.5", "duration_s = 300.0"))
     killed: list[int] = []
+    before = {p.pid for p in multiprocessing.active_children()}  # e.g. earlier tests' clusters
 
     def kill_a_worker() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            workers = multiprocessing.active_children()  # the pool's spawned processes
+            # the pool's spawned processes: the children that were not there before
+            workers = [p for p in multiprocessing.active_children() if p.pid not in before]
             if len(workers) == 2:
                 time.sleep(1.0)
                 for worker in workers:
