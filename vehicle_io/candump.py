@@ -16,7 +16,7 @@ and go on with the next line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +162,17 @@ class BadLine:
     reason: str
 
 
+def pack_payloads(payloads: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """``payloads`` in the hot-path layout: data uint8[N, 64] zero padded, lengths uint8[N]."""
+    n = len(payloads)
+    data = np.zeros((n, 64), dtype=np.uint8)
+    lengths = np.zeros(n, dtype=np.uint8)
+    for i, payload in enumerate(payloads):
+        data[i, : len(payload)] = np.frombuffer(payload, dtype=np.uint8)
+        lengths[i] = len(payload)
+    return data, lengths
+
+
 def iter_batches(
     lines: Iterable[str], batch_size: int = 4096, *, first_line: int = 1
 ) -> Iterator[tuple[FrameBatch, list[BadLine]]]:
@@ -178,12 +189,7 @@ def iter_batches(
     bad: list[BadLine] = []
 
     def flush() -> FrameBatch:
-        n = len(buf_ids)
-        data = np.zeros((n, 64), dtype=np.uint8)
-        lengths = np.zeros(n, dtype=np.uint8)
-        for i, payload in enumerate(buf_data):
-            data[i, : len(payload)] = np.frombuffer(payload, dtype=np.uint8)
-            lengths[i] = len(payload)
+        data, lengths = pack_payloads(buf_data)
         batch = FrameBatch(
             np.array(buf_ids, dtype=np.uint32), data, lengths,
             np.array(buf_ts, dtype=np.float64), list(buf_ch), np.array(buf_ln, dtype=np.int64),

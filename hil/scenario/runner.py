@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hil.scenario.model import EPBS, GEARS, Action, Expectation, Scenario, ScenarioError, load_scenario
+from vehicle_io.candump import pack_payloads
 
 __all__ = ["ExpectationResult", "ScenarioResult", "run_scenario"]
 
@@ -73,18 +74,11 @@ def _feed(gw: Any, name: str, bus: Any) -> None:
         msgs.append(m)
     if not msgs:
         return
-    n = len(msgs)
-    ids = np.zeros(n, np.uint32)
-    data = np.zeros((n, 64), np.uint8)
-    lengths = np.zeros(n, np.uint8)
-    times = np.zeros(n, np.float64)
-    for i, m in enumerate(msgs):
-        ids[i] = (m.arbitration_id | (0x80000000 if m.is_extended_id else 0) | (0x40000000 if m.is_remote_frame else 0)
-                  | (0x20000000 if m.is_error_frame else 0))
-        payload = bytes(m.data or b"")
-        data[i, : len(payload)] = np.frombuffer(payload, np.uint8)
-        lengths[i] = len(payload)
-        times[i] = m.timestamp
+    ids = np.array([m.arbitration_id | (0x80000000 if m.is_extended_id else 0)
+                    | (0x40000000 if m.is_remote_frame else 0) | (0x20000000 if m.is_error_frame else 0)
+                    for m in msgs], np.uint32)
+    data, lengths = pack_payloads([bytes(m.data or b"") for m in msgs])
+    times = np.array([m.timestamp for m in msgs], np.float64)
     gw.process_batch(name, ids, data, lengths, times)
 
 

@@ -45,6 +45,7 @@ def read_signals(path: str, patterns: list[str], db: Any) -> tuple[dict[str, tup
 
     import numpy as np
 
+    from vehicle_io.candump import pack_payloads
     from vehicle_io.codec import BatchDecoder
     from vehicle_io.logfmt import LogReader
 
@@ -59,11 +60,7 @@ def read_signals(path: str, patterns: list[str], db: Any) -> tuple[dict[str, tup
     if rows:
         n = len(rows)
         ids = np.fromiter((r[1] for r in rows), np.uint32, n)
-        data = np.zeros((n, 64), np.uint8)
-        lengths = np.zeros(n, np.uint8)
-        for i, (_, _, payload) in enumerate(rows):
-            data[i, : len(payload)] = np.frombuffer(payload, np.uint8)
-            lengths[i] = len(payload)
+        data, lengths = pack_payloads([r[2] for r in rows])
         times = np.fromiter((r[0] for r in rows), np.float64, n)
         t0 = float(times.min())
         result = BatchDecoder(db).decode(ids, data, lengths)

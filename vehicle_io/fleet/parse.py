@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vehicle_io.candump import CAN_EFF_FLAG, LogLineError, parse_line
+from vehicle_io.candump import CAN_EFF_FLAG, LogLineError, pack_payloads, parse_line
 
 #: Bad lines kept verbatim per chunk (the rest are only counted).
 MAX_BAD_SAMPLES = 20
@@ -139,12 +139,7 @@ def _slow_path(raw: np.ndarray, frames: Frames, report: ReadReport, starts: np.n
     if not extra_ids:
         frames.channels = channels
         return frames
-    m = len(extra_ids)
-    data = np.zeros((m, 64), np.uint8)
-    lengths = np.zeros(m, np.uint8)
-    for i, payload in enumerate(extra_data):
-        data[i, : len(payload)] = np.frombuffer(payload, np.uint8)
-        lengths[i] = len(payload)
+    data, lengths = pack_payloads(extra_data)
     line_all = np.concatenate([frames.lines, np.array(extra_ln, np.int64)])
     order = np.argsort(line_all, kind="stable")  # keep file order
     return Frames(
@@ -255,12 +250,7 @@ def read_python_can(path: str | Path) -> tuple[Frames, ReadReport]:
     if report.error is None and Path(path).suffix.lower() == ".blf":
         _check_blf_size(Path(path), report, record)
     report.lines = record
-    n = len(ids)
-    data = np.zeros((n, 64), np.uint8)
-    lengths = np.zeros(n, np.uint8)
-    for i, payload in enumerate(payloads):
-        data[i, : len(payload)] = np.frombuffer(payload, np.uint8)
-        lengths[i] = len(payload)
+    data, lengths = pack_payloads(payloads)
     frames = Frames(np.array(ids, np.uint32), data, lengths, np.array(stamps, np.float64),
                     np.array(chans, np.int32), list(index), np.array(lines, np.int64))
     return frames, report
