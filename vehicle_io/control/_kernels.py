@@ -148,6 +148,18 @@ def step(state, inp, out, thr):
     else:
         s["plaus_timer_s"] = 0.0
 
+    # ---------------------------------------------------------------- actuator response
+    # An actuator the gateway enabled on the tick before must report that it follows: an EPS
+    # that does not steer (and no driver took over) or an MCU that does not drive while
+    # commanded leaves the van without the control the gateway believes it has.
+    eps_refuses = (s["steer_active"] == 1 and eps_ok and not _flag(u["eps_control_active"])
+                   and not _flag(u["eps_driver_override"]))
+    s["eps_refuse_s"] = s["eps_refuse_s"] + dt if eps_refuses else 0.0
+    mcu_refuses = s["prev_drive_enable"] == 1 and mcu_ok and not _flag(u["mcu_torque_enabled"])
+    s["mcu_refuse_s"] = s["mcu_refuse_s"] + dt if mcu_refuses else 0.0
+    if s["eps_refuse_s"] >= k["actuator_response_s"] or s["mcu_refuse_s"] >= k["actuator_response_s"]:
+        s["lat_actuator"] = 1
+
     # ---------------------------------------------------------------- e-stop (latched)
     estop_now = (adc_cmd_ok and _flag(u["adc_estop"])) or _flag(u["estop_remote"]) or _flag(u["estop_physical"])
     if estop_now:
@@ -190,6 +202,7 @@ def step(state, inp, out, thr):
         if not estop_now:
             s["lat_estop"] = 0
         s["lat_plaus"] = 0
+        s["lat_actuator"] = 0
         if batt < 2:
             s["lat_bms_fault"] = 0
             s["lat_bms_critical"] = 0
@@ -269,11 +282,13 @@ def step(state, inp, out, thr):
                   or vcu_fault or not mode_auto or speed_lost)
     if s["responsible"] == 1 and not standstill and (stop_cause or s["engaged"] == 0):
         s["lat_safe_stop"] = 1
-    if stop_cause or s["lat_estop"] == 1 or s["lat_plaus"] == 1 or s["lat_bms_fault"] == 1:
+    if (stop_cause or s["lat_estop"] == 1 or s["lat_plaus"] == 1 or s["lat_bms_fault"] == 1
+            or s["lat_actuator"] == 1):
         s["engaged"] = 0
     if door_ilk and not standstill and (s["responsible"] == 1 or s["engaged"] == 1):
         s["lat_door_stop"] = 1
-    if (s["lat_plaus"] == 1 or s["lat_bms_fault"] == 1) and not standstill and s["responsible"] == 1:
+    if ((s["lat_plaus"] == 1 or s["lat_bms_fault"] == 1 or s["lat_actuator"] == 1) and not standstill
+            and s["responsible"] == 1):
         s["lat_safe_stop"] = 1
     if standstill:
         if s["lat_safe_stop"] == 1:
@@ -291,6 +306,7 @@ def step(state, inp, out, thr):
         s["engaged"] = 0
     can_engage = (mode_auto and adc_ok and pt_all_ok and not stop_cause and not override
                   and s["lat_estop"] == 0 and s["lat_plaus"] == 0 and s["lat_bms_fault"] == 0
+                  and s["lat_actuator"] == 0
                   and s["lat_safe_stop"] == 0 and s["lat_door_stop"] == 0)
     if ctrl_edge and can_engage:
         s["engaged"] = 1
@@ -531,6 +547,7 @@ def step(state, inp, out, thr):
 
     # ---------------------------------------------------------------- outputs
     y["drive_enable"] = 1 if (engaged and propulsion_ok) else 0
+    s["prev_drive_enable"] = y["drive_enable"]
     y["torque_nm"] = torque if engaged else 0.0
     y["gear_request"] = gear_out
     y["epb_request"] = epb_out
@@ -552,7 +569,8 @@ def step(state, inp, out, thr):
     y["standstill"] = 1 if standstill else 0
     y["control_allowed"] = 1 if engaged else 0
     y["estop_active"] = s["lat_estop"]
-    latched_fault = s["lat_bms_fault"] == 1 or s["lat_plaus"] == 1 or s["lat_hv_open"] == 1
+    latched_fault = (s["lat_bms_fault"] == 1 or s["lat_plaus"] == 1 or s["lat_hv_open"] == 1
+                     or s["lat_actuator"] == 1)
     y["fault_latched"] = 1 if (latched_fault or s["lat_estop"] == 1) else 0
     if latched_fault:
         y["gw_state"] = 5
@@ -589,6 +607,7 @@ def step(state, inp, out, thr):
     y["ilk_battery_derate"] = 1 if derate else 0
     y["ilk_unlock_refused"] = 1 if unlock_refused else 0
     y["ilk_hv_open"] = s["lat_hv_open"]
+    y["ilk_actuator_response"] = s["lat_actuator"]
     n = (int(adc_timeout) + int(adc_e2e) + int(door_ilk) + int(overspeed) + int(gear_mismatch)
          + int(not mode_auto) + int(not hv_ready) + int(s["lat_estop"]))
     return n

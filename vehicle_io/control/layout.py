@@ -91,6 +91,7 @@ INPUT_SIGNALS: tuple[tuple[str, str], ...] = (
     ("mcu_motor_speed_rpm", "MCU_MotorSpeed"),
     ("mcu_torque_limit_motoring_nm", "MCU_TorqueLimitMotoring"),
     ("mcu_torque_limit_regen_nm", "MCU_TorqueLimitRegen"),
+    ("mcu_torque_enabled", "MCU_TorqueEnabled"),
     ("brk_fault_level", "BRK_FaultLevel"),
     ("brk_pressure_bar", "BRK_Pressure"),
     ("brk_hold_active", "BRK_HoldActive"),
@@ -104,6 +105,7 @@ INPUT_SIGNALS: tuple[tuple[str, str], ...] = (
     ("eps_fault_level", "EPS_FaultLevel"),
     ("eps_driver_override", "EPS_DriverOverride"),
     ("eps_steer_angle_deg", "EPS_SteerAngle"),
+    ("eps_control_active", "EPS_ControlActive"),
     ("bms_soc_pct", "BMS_SOC"),
     ("bms_discharge_limit_kw", "BMS_DischargePowerLimit"),
     ("bms_charge_limit_kw", "BMS_ChargePowerLimit"),
@@ -245,6 +247,12 @@ INTERLOCKS: tuple[Interlock, ...] = (
               ("standstill_speed_mps",), "refuse unlock"),
     Interlock("hv_open", "ILK_HV_OPEN_REQUEST", 0xC10019, "GW_IlkHvOpen", "latched with bms_fault",
               "contactor opening requested (bms_fault at standstill, or critical)", (), "open contactors"),
+    Interlock("actuator_response", "ILK_ACTUATOR_RESPONSE", 0xC1001A, "GW_IlkActuatorResponse",
+              "latched; reset at standstill by request",
+              "GW_SteerEnable sent but EPS_ControlActive 0 (no driver override), or GW_DriveEnable sent "
+              "but MCU_TorqueEnabled 0, on every tick for actuator_response_s -> the actuator refuses: "
+              "no propulsion, steering off, safe stop (latched)", ("actuator_response_s",),
+              "safe stop, steering off"),
 )
 INTERLOCK_NAMES: tuple[str, ...] = tuple(i.name for i in INTERLOCKS)
 N_INTERLOCKS = len(INTERLOCKS)
@@ -284,7 +292,7 @@ ILK_OFFSET = OUTPUT_DTYPE.fields[f"ilk_{INTERLOCK_NAMES[0]}"][1]  # byte offset 
 
 # --------------------------------------------------------------------------- state
 LATCHES: tuple[str, ...] = ("lat_estop", "lat_safe_stop", "lat_door_stop", "lat_bms_fault",
-                            "lat_bms_critical", "lat_plaus", "lat_hv_open")
+                            "lat_bms_critical", "lat_plaus", "lat_hv_open", "lat_actuator")
 STATE_DTYPE = np.dtype(
     [
         ("steps", np.int64),
@@ -300,6 +308,10 @@ STATE_DTYPE = np.dtype(
         ("accel_mps2", np.float64),  # jerk-limited acceleration command
         ("torque_nm", np.float64),  # last torque command
         ("plaus_timer_s", np.float64),
+        # how long the EPS / MCU has refused what the gateway commanded on the tick before
+        ("eps_refuse_s", np.float64),
+        ("mcu_refuse_s", np.float64),
+        ("prev_drive_enable", np.uint8),
         ("speed_mps", np.float64),
         # last valid CBC payload: the mass for the brake force when the payload goes stale
         # (cargo cannot change while moving; limits still take the rated payload then)
@@ -386,6 +398,8 @@ class Thresholds:
     plaus_abs_mps: float = 1.5
     plaus_rel: float = 0.2
     plaus_time_s: float = 0.3
+    # actuator response: an enabled EPS / MCU must report itself active within this time
+    actuator_response_s: float = 0.3
     # driver override
     pedal_override_pct: float = 10.0
 
@@ -412,7 +426,8 @@ class Thresholds:
         if not 0.0 < self.derate_factor <= 1.0:
             raise ValueError(f"Thresholds.derate_factor: expected 0 < x <= 1, but got {self.derate_factor}")
         for name in ("curb_mass_kg", "wheel_radius_m", "gear_ratio", "brake_gain_n_per_bar", "rated_payload_kg",
-                     "jerk_max_mps3", "omega_min_radps", "safe_stop_decel_mps2", "door_stop_decel_mps2"):
+                     "jerk_max_mps3", "omega_min_radps", "safe_stop_decel_mps2", "door_stop_decel_mps2",
+                     "plaus_time_s", "actuator_response_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Thresholds.{name}: expected > 0, but got {getattr(self, name)}")
 
@@ -446,11 +461,12 @@ _HEALTHY: dict[str, float] = {
     "vcu_drive_mode": 1, "vcu_gear": 3, "vcu_epb_state": 0, "vcu_speed_kph": 0.0,
     "vcu_accel_pedal_pct": 0.0, "vcu_fault_level": 0,
     "mcu_fault_level": 0, "mcu_motor_speed_rpm": 0.0, "mcu_torque_limit_motoring_nm": 400.0,
-    "mcu_torque_limit_regen_nm": 400.0,
+    "mcu_torque_limit_regen_nm": 400.0, "mcu_torque_enabled": 1,
     "brk_fault_level": 0, "brk_pressure_bar": 0.0, "brk_hold_active": 0, "brk_long_accel_mps2": 0.0,
     "brk_yaw_rate_degps": 0.0, "brk_wheel_speeds_valid": 1, "brk_wheel_fl_kph": 0.0, "brk_wheel_fr_kph": 0.0,
     "brk_wheel_rl_kph": 0.0, "brk_wheel_rr_kph": 0.0,
     "eps_fault_level": 0, "eps_driver_override": 0, "eps_steer_angle_deg": 0.0,
+    "eps_control_active": 1,
     "bms_soc_pct": 80.0, "bms_discharge_limit_kw": 150.0, "bms_charge_limit_kw": 60.0,
     "bms_fault_level": 0, "bms_main_pos_state": 1, "bms_main_neg_state": 1, "bms_isolation_state": 0,
     "bms_isolation_kohm": 5000.0, "bms_cell_v_max": 3.9, "bms_cell_v_min": 3.8, "bms_cell_t_max_degc": 30.0,

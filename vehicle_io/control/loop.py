@@ -58,7 +58,8 @@ TX_MESSAGES: dict[str, str] = {
 
 #: Interlocks whose rising edge is a trip (black box dump, if configured).
 TRIP_INTERLOCKS = frozenset({"adc_timeout", "adc_e2e", "estop", "bms_fault", "mcu_fault", "brk_fault",
-                             "eps_fault", "pt_timeout", "pt_e2e", "plausibility", "hv_open"})
+                             "eps_fault", "pt_timeout", "pt_e2e", "plausibility", "hv_open",
+                             "actuator_response"})
 
 ESTOP_SOURCES = ("remote", "physical")
 

@@ -374,6 +374,76 @@ class TestPlausibility:
         assert h.flag("plausibility") == 0
 
 
+class TestActuatorResponse:
+    """An EPS or MCU that does not follow what the gateway enabled ends control (latched)."""
+
+    TICKS = math.ceil(THR.actuator_response_s / DT_S - 1e-9)
+
+    @pytest.mark.parametrize("signal", ["eps_control_active", "mcu_torque_enabled"])
+    def test_refusal_needs_persistence_then_latches(self, signal: str) -> None:
+        h = Harness()
+        y = h.moving(10.0)
+        assert y["steer_enable"] == 1 and y["drive_enable"] == 1
+        h.set(**{signal: 0})
+        h.step(self.TICKS - 1)
+        assert h.flag("actuator_response") == 0 and h.out[0]["control_allowed"] == 1
+        y = h.step()
+        assert h.flag("actuator_response") == 1
+        assert y["control_allowed"] == 0 and y["steer_enable"] == 0 and y["drive_enable"] == 0
+        assert y["torque_nm"] <= 0.0 and y["fault_latched"] == 1
+        h.set(**{signal: 1})
+        y = h.step(10)
+        assert h.flag("actuator_response") == 1 and y["control_allowed"] == 0, "latched"
+        h.set(reset_request=1)
+        h.step()
+        assert h.flag("actuator_response") == 1, "reset while moving"
+        h.set(reset_request=0)
+        h.set_speed(0.0)
+        h.step()
+        h.set(reset_request=1)
+        h.step()
+        assert h.flag("actuator_response") == 0
+
+    @pytest.mark.parametrize("signal", ["eps_control_active", "mcu_torque_enabled"])
+    def test_a_report_of_following_restarts_the_time(self, signal: str) -> None:
+        h = Harness()
+        h.moving(10.0)
+        for _ in range(3):
+            h.set(**{signal: 0})
+            h.step(self.TICKS - 1)
+            h.set(**{signal: 1})
+            h.step()
+        assert h.flag("actuator_response") == 0 and h.out[0]["control_allowed"] == 1
+
+    @pytest.mark.parametrize("signal", ["eps_control_active", "mcu_torque_enabled"])
+    def test_nothing_commanded_nothing_refused(self, signal: str) -> None:
+        h = Harness()
+        h.set(adc_control_request=0, **{signal: 0})
+        y = h.step(2 * self.TICKS)
+        assert y["steer_enable"] == 0 and y["drive_enable"] == 0
+        assert h.flag("actuator_response") == 0
+        h.set(**{signal: 1})
+        assert h.engage()["control_allowed"] == 1
+
+    def test_eps_released_by_a_driver_is_an_override_not_a_refusal(self) -> None:
+        h = Harness()
+        h.moving(10.0)
+        h.set(eps_control_active=0, eps_driver_override=1)
+        h.step(2 * self.TICKS)
+        assert h.flag("actuator_response") == 0 and h.flag("driver_override") == 1
+
+    def test_no_engage_while_latched(self) -> None:
+        h = Harness()
+        h.engage()
+        h.set(mcu_torque_enabled=0)
+        h.step(self.TICKS + 1)
+        assert h.flag("actuator_response") == 1
+        h.set(mcu_torque_enabled=1, adc_control_request=0)
+        h.step()
+        h.set(adc_control_request=1)
+        assert h.step()["control_allowed"] == 0
+
+
 # ================================================================ stops: safe stop, door, e-stop
 class StopBase:
     """Moving at SPEED, a cause appears: the stop is bounded and jerk-limited, EPB at standstill."""
@@ -441,6 +511,15 @@ class TestMcuFault(StopBase):
 
     def cause(self, h: Harness) -> None:
         h.set(mcu_fault_level=2)
+
+
+class TestEpsRefusesAtSpeed(StopBase):
+    DECEL, FLAG = "safe_stop_decel_mps2", "actuator_response"
+
+    def cause(self, h: Harness) -> None:
+        h.set(eps_control_active=0)
+        h.step(TestActuatorResponse.TICKS)
+        assert h.flag("actuator_response") == 1
 
 
 class TestDoorOpenAtSpeed(StopBase):

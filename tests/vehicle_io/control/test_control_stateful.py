@@ -37,7 +37,10 @@ class ControlKernelMachine(RuleBasedStateMachine):
         self.thr = self.h.thresholds
         self.prev_torque = 0.0
         self.prev_steer_enable = 0
+        self.prev_drive_enable = 0
         self.prev_steer = 0.0
+        self.eps_refused_s = 0.0
+        self.mcu_refused_s = 0.0
         if engage:
             self.h.engage()
             self._remember()
@@ -102,6 +105,10 @@ class ControlKernelMachine(RuleBasedStateMachine):
         self.h.set(bms_cell_v_max=vmax, bms_cell_v_min=vmin, bms_cell_t_max_degc=tmax,
                    bms_isolation_kohm=iso, bms_discharge_limit_kw=dis, bms_charge_limit_kw=chg)
 
+    @rule(eps_active=st.booleans(), mcu_enabled=st.booleans())
+    def actuators(self, eps_active: bool, mcu_enabled: bool) -> None:
+        self.h.set(eps_control_active=int(eps_active), mcu_torque_enabled=int(mcu_enabled))
+
     @rule(level=st.integers(0, 3), ecu=st.sampled_from(["mcu", "brk", "eps", "bms", "vcu", "cbc"]))
     def fault_level(self, level: int, ecu: str) -> None:
         self.h.set(**{f"{ecu}_fault_level": level})
@@ -119,12 +126,24 @@ class ControlKernelMachine(RuleBasedStateMachine):
         y = self.h.out[0]
         self.prev_torque = float(y["torque_nm"])
         self.prev_steer_enable = int(y["steer_enable"])
+        self.prev_drive_enable = int(y["drive_enable"])
         self.prev_steer = float(y["steer_angle_deg"])
 
     def _check_tick(self) -> None:
         h, y, u, thr = self.h, self.h.out[0], self.h.inp[0], self.thr
         torque = float(y["torque_nm"])
         dt = float(u["dt_s"])
+        # an actuator that refused what was commanded for actuator_response_s is not trusted:
+        # no steering, no drive from then on (until a reset at standstill)
+        eps_refused = (self.prev_steer_enable == 1 and u["ok_eps_status"] >= 0.5
+                       and not u["eps_control_active"] >= 0.5 and not u["eps_driver_override"] >= 0.5)
+        self.eps_refused_s = self.eps_refused_s + dt if eps_refused else 0.0
+        mcu_refused = (self.prev_drive_enable == 1 and u["ok_mcu_status"] >= 0.5
+                       and not u["mcu_torque_enabled"] >= 0.5)
+        self.mcu_refused_s = self.mcu_refused_s + dt if mcu_refused else 0.0
+        if max(self.eps_refused_s, self.mcu_refused_s) >= thr.actuator_response_s:
+            assert y["steer_enable"] == 0 and y["drive_enable"] == 0 and torque <= 0.0, "refusing actuator kept"
+            assert y["control_allowed"] == 0 and y["ilk_actuator_response"] == 1
         doors_bad = (u["ok_cbc_doors"] < 0.5 or u["cbc_all_doors_closed"] < 0.5 or u["cbc_all_locked"] < 0.5
                      or any(u[f"cbc_door_open{i}"] != 0 for i in range(1, 7))
                      or any(u[f"cbc_lock_state{i}"] != 1 for i in range(1, 7)))

@@ -94,6 +94,18 @@ def seq_stale_inputs_at_standstill() -> None:
         m.tick(n=3)
 
 
+def seq_actuator_refuses(signal: str) -> Callable[[], None]:
+    def run() -> None:
+        m = machine()
+        m.speed(speed=8.0, motor_off=0.0)
+        m.longitudinal_request(speed=8.0, accel=0.0)
+        m.tick(n=2)
+        m.actuators(**{"eps_active": signal != "eps_control_active", "mcu_enabled": signal != "mcu_torque_enabled"})
+        for _ in range(int(THR.actuator_response_s / 0.01) + 5):
+            m.tick(n=1)
+    return run
+
+
 def seq_discharge_limit() -> None:
     m = machine()
     m.battery(vmax=3.9, vmin=3.8, tmax=30.0, iso=5000.0, dis=3.0, chg=50.0)
@@ -201,8 +213,8 @@ MUTATIONS = (
               cls_check(ti.TestCommandE2E, "test_bounded_stop"),
               cls_check(ti.TestPtTimeout, "test_bounded_stop"))),
     Mutation("stale_inputs_default_deny",
-             'if stop_cause or s["lat_estop"] == 1 or s["lat_plaus"] == 1',
-             'if s["lat_estop"] == 1 or s["lat_plaus"] == 1',
+             'if (stop_cause or s["lat_estop"] == 1 or s["lat_plaus"] == 1',
+             'if (s["lat_estop"] == 1 or s["lat_plaus"] == 1',
              (seq_stale_inputs_at_standstill,)),
     Mutation("bms_discharge_limit",
              "t_mot_cap = min(t_mot_cap, p_dis_w / w)",
@@ -266,6 +278,18 @@ MUTATIONS = (
              '        if s["plaus_timer_s"] >= k["plaus_time_s"]:\n            s["lat_plaus"] = 1\n',
              '        if False:\n            s["lat_plaus"] = 1\n',
              (cls_check(ti.TestPlausibility, "test_needs_persistence_then_latches"),)),
+    Mutation("eps_must_follow",
+             'if s["eps_refuse_s"] >= k["actuator_response_s"] or ',
+             'if ',
+             (seq_actuator_refuses("eps_control_active"),
+              cls_check(ti.TestActuatorResponse, "test_refusal_needs_persistence_then_latches",
+                        "eps_control_active"))),
+    Mutation("mcu_must_follow",
+             ' or s["mcu_refuse_s"] >= k["actuator_response_s"]:',
+             ':',
+             (seq_actuator_refuses("mcu_torque_enabled"),
+              cls_check(ti.TestActuatorResponse, "test_refusal_needs_persistence_then_latches",
+                        "mcu_torque_enabled"))),
 )
 
 
