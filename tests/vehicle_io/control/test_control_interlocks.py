@@ -391,6 +391,7 @@ class TestActuatorResponse:
         assert h.flag("actuator_response") == 1
         assert y["control_allowed"] == 0 and y["steer_enable"] == 0 and y["drive_enable"] == 0
         assert y["torque_nm"] <= 0.0 and y["fault_latched"] == 1
+        assert y["accel_cmd_mps2"] < 0.0, "the safe stop starts on the tick of the trip"
         h.set(**{signal: 1})
         y = h.step(10)
         assert h.flag("actuator_response") == 1 and y["control_allowed"] == 0, "latched"
@@ -425,12 +426,31 @@ class TestActuatorResponse:
         h.set(**{signal: 1})
         assert h.engage()["control_allowed"] == 1
 
-    def test_eps_released_by_a_driver_is_an_override_not_a_refusal(self) -> None:
-        h = Harness()
+    @pytest.mark.parametrize("response_s", [0.005, THR.actuator_response_s])
+    def test_eps_released_by_a_driver_is_an_override_not_a_refusal(self, response_s: float) -> None:
+        # With a response time below one tick, one tick of "not active" would be a refusal.
+        h = Harness(L.Thresholds(actuator_response_s=response_s))
         h.moving(10.0)
         h.set(eps_control_active=0, eps_driver_override=1)
         h.step(2 * self.TICKS)
         assert h.flag("actuator_response") == 0 and h.flag("driver_override") == 1
+
+    @pytest.mark.parametrize(("signal", "message"), [("eps_control_active", "eps_status"),
+                                                     ("mcu_torque_enabled", "mcu_status")])
+    @pytest.mark.parametrize("timed_out", [False, True])
+    @pytest.mark.parametrize("response_s", [0.005, THR.actuator_response_s])
+    def test_judged_only_from_a_valid_status(self, signal: str, message: str, timed_out: bool,
+                                             response_s: float) -> None:
+        # An invalid or stale status is the PT interlocks' case (safe stop until standstill),
+        # not a refusal (a latched fault that needs a reset); a status that cannot be read
+        # disengages at once, so only a response time below one tick could mistake it.
+        h = Harness(L.Thresholds(actuator_response_s=response_s))
+        h.moving(10.0)
+        h.set(**{signal: 0})
+        h.set_valid(message, False, timed_out=timed_out)
+        h.step(2 * self.TICKS)
+        assert h.flag("actuator_response") == 0
+        assert h.flag("pt_timeout" if timed_out else "pt_e2e") == 1
 
     def test_no_engage_while_latched(self) -> None:
         h = Harness()
