@@ -63,6 +63,9 @@ TRIP_INTERLOCKS = frozenset({"adc_timeout", "adc_e2e", "estop", "bms_fault", "mc
 
 ESTOP_SOURCES = ("remote", "physical")
 
+#: A tick more than this many periods after the previous one follows a stall of the loop.
+STALL_PERIODS = 2.0
+
 # Names and positions resolved once for frames(), which runs every tick.
 _OUTPUT_NAMES: tuple[str, ...] = L.OUTPUT_DTYPE.names  # type: ignore[assignment]
 _INPUT_NAMES: tuple[str, ...] = L.INPUT_DTYPE.names  # type: ignore[assignment]
@@ -265,7 +268,7 @@ class ControlLoop:
         self.events: list[ControlEvent] = []
         self.counters: dict[str, int] = {
             "ticks": 0, "sent": 0, "blocked": 0, "send_error": 0, "encode_error": 0, "not_armed": 0,
-            "blackbox_dumps": 0,
+            "blackbox_dumps": 0, "stalls": 0,
         }
         self.last_error: str | None = None
         self.warm_up()
@@ -291,7 +294,16 @@ class ControlLoop:
         now = self.clock() if now_s is None else float(now_s)
         if self._t0 is None:
             self._t0 = now
-        self._snap = self.gateway.store.snapshot(now, out=self._snap)
+        stale_at = now
+        if self._last_t is not None and now - self._last_t > STALL_PERIODS * self.period_s:
+            # This loop was held up (a busy machine, a GC pause): so was the receive path in
+            # the same process, and frames sent meanwhile may not be processed yet. Judge
+            # staleness one period after the last tick, not now, or the stall reads as every
+            # ECU falling silent at once; the next tick judges it at its own time again, so a
+            # sender that really stopped is seen at most one stall later.
+            stale_at = self._last_t + self.period_s
+            self.counters["stalls"] += 1
+        self._snap = self.gateway.store.snapshot(stale_at, out=self._snap)
         self.input_map.fill(self._snap, self._flat)
         # Fields written through the float64 view of the input record: a record field access
         # costs several times a flat element's.
