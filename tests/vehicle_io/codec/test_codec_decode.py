@@ -313,14 +313,18 @@ def test_every_input_layout_runs_the_same_compiled_kernels() -> None:
 
     db = _mux_db()
     decoder = BatchDecoder(db)
-    wide = np.zeros((4, 64), dtype=np.uint8)
-    payloads = np.frombuffer(bytes(48), dtype=np.uint8).reshape(4, 12)  # read-only
-    ids = np.array([0x10, 0x10, 0x81ABCDEF, 7], dtype=np.uint32)
-    decoder.decode(ids, wide)
-    decoder.decode(ids, payloads, np.array([8, 8, 12, 0], dtype=np.uint8))
-    decoder.decode(ids[::-1], wide[:, ::2])  # non-contiguous, width 32
-    decoder.decode(ids.astype(np.int64), wide[:, :5], [5, 5, 5, 5])
-    BatchDecoder(_single(Signal("A", 0, 8))).decode(ids, wide)  # another database
+    # A few rows take the one-call small-batch kernel, many rows the index + decode pair:
+    # every layout of either size must reach one compiled signature of its kernels.
+    for reps in (1, 100):  # 4 rows, 400 rows (> the small-batch limit)
+        wide = np.zeros((4 * reps, 64), dtype=np.uint8)
+        payloads = np.frombuffer(bytes(48 * reps), dtype=np.uint8).reshape(4 * reps, 12)  # read-only
+        ids = np.tile(np.array([0x10, 0x10, 0x81ABCDEF, 7], dtype=np.uint32), reps)
+        decoder.decode(ids, wide)
+        decoder.decode(ids, payloads, np.tile(np.array([8, 8, 12, 0], dtype=np.uint8), reps))
+        decoder.decode(ids[::-1], wide[:, ::2])  # non-contiguous, width 32
+        decoder.decode(ids.astype(np.int64), wide[:, :5], [5] * (4 * reps))
+        BatchDecoder(_single(Signal("A", 0, 8))).decode(ids, wide)  # another database
+    assert len(_kernels.decode_batch.signatures) == 1
     assert len(_kernels.index_batch.signatures) == 1
     assert len(_kernels.decode_rows.signatures) == 1
 
