@@ -64,7 +64,7 @@ cache) at the first decode or vectorised encode, or when :func:`warm_up` is call
 
 from __future__ import annotations
 
-from vehicle_io.codec.decoder import STATUS_NAMES, BatchDecoder, BatchResult
+from vehicle_io.codec.decoder import STATUS_NAMES, BatchDecoder, BatchResult, DecodeWorkspace
 from vehicle_io.codec.encoder import BatchEncoder
 from vehicle_io.codec.plan import (
     STATUS_BAD_MUX,
@@ -84,6 +84,7 @@ __all__ = [
     "BatchDecoder",
     "BatchEncoder",
     "BatchResult",
+    "DecodeWorkspace",
     "warm_up",
 ]
 

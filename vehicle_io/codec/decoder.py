@@ -71,6 +71,36 @@ _C_WRITEABLE = 0x1 | 0x400  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE
 
 _NO_WORDS = np.zeros((0, 1), dtype=np.uint64)
 
+
+class DecodeWorkspace:
+    """Output buffers that big decodes reuse (``decode``/``decode_flat`` ``workspace=``).
+
+    A batch decoder allocates its outputs fresh for every big batch: for a bulk job that
+    decodes chunk after chunk (the fleet's 32 MiB chunks: ~75 MB of float64 values each),
+    that means fresh pages, zeroed by the OS, every time. A workspace keeps them: a
+    result decoded into it is valid only until the next decode into the same workspace,
+    and one workspace serves one thread at a time.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, size: int, dtype: npt.DTypeLike) -> np.ndarray:
+        """A 1-D array of ``size`` elements named ``name``, grown (by at least a quarter,
+        so slightly bigger batches do not reallocate every time) when too small."""
+        dt = np.dtype(dtype)
+        arr = self._arrays.get(name)
+        if arr is None or arr.dtype != dt or arr.shape[0] < size:
+            grown = 0 if arr is None or arr.dtype != dt else arr.shape[0] + arr.shape[0] // 4
+            arr = self._arrays[name] = np.empty(max(size, grown), dtype=dt)
+        return arr[:size]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return sum(a.nbytes for a in self._arrays.values())
+
+
 class _Buffers(NamedTuple):
     """decode_batch's pooled outputs (``kernel``, argument order) and views of them."""
 
@@ -192,13 +222,14 @@ class BatchDecoder:
                              f"{message_name!r}") from None
 
     def decode(self, ids: npt.ArrayLike, data: npt.ArrayLike,
-               lengths: npt.ArrayLike | None = None) -> BatchResult:
+               lengths: npt.ArrayLike | None = None, *, workspace: DecodeWorkspace | None = None) -> BatchResult:
         """Decode ``data[i, :lengths[i]]`` as the message with frame id ``ids[i]``.
 
         ``ids``: uint32[N] (bit 31, CAN_EFF_FLAG, selects the extended frames); ``data``: uint8[N, W] zero
-        padded; ``lengths``: bytes per row (default W; values above W mean W).
+        padded; ``lengths``: bytes per row (default W; values above W mean W). ``workspace``:
+        see :meth:`decode_flat`.
         """
-        flat = self.decode_flat(ids, data, lengths)
+        flat = self.decode_flat(ids, data, lengths, workspace=workspace)
         result = BatchResult(flat.status)
         rows, values = flat.rows, flat.values
         counts = flat.counts.tolist()
@@ -218,7 +249,8 @@ class BatchDecoder:
         return result
 
     def decode_flat(self, ids: npt.ArrayLike, data: npt.ArrayLike,
-                    lengths: npt.ArrayLike | None = None, *, reuse: bool = False) -> FlatDecode:
+                    lengths: npt.ArrayLike | None = None, *, reuse: bool = False,
+                    workspace: DecodeWorkspace | None = None) -> FlatDecode:
         """The same decode as :meth:`decode`, as the kernels' flat buffers (no dict).
 
         For a consumer that indexes the values itself (the gateway): message ``m``
@@ -229,6 +261,8 @@ class BatchDecoder:
 
         ``reuse=True`` writes a small batch into buffers this decoder keeps: the result is
         valid until the next ``reuse`` call, and callers must not decode concurrently.
+        ``workspace`` does the same for big batches (above 256 rows), in the caller's
+        :class:`DecodeWorkspace`: the result is valid until the next decode into it.
         """
         _kernels = self._kernels
         if _kernels is None:
@@ -274,8 +308,13 @@ class BatchDecoder:
             data64 = data_arr.view(np.uint64)
         else:
             data64 = _NO_WORDS
-        status = np.zeros(n, dtype=np.uint8)
-        row_msg = np.empty(n, dtype=np.int32)
+        if workspace is None:
+            status = np.zeros(n, dtype=np.uint8)
+            row_msg = np.empty(n, dtype=np.int32)
+        else:
+            status = workspace.take("status", n, np.uint8)
+            status.fill(0)
+            row_msg = workspace.take("row_msg", n, np.int32)
         counts = np.zeros(p.msg_i.shape[0], dtype=np.int64)
         _kernels.index_batch(ids_arr, lengths_arr, width, p.std_table, p.ext_keys, p.ext_msg,
                              p.msg_i, status, row_msg, counts)
@@ -284,10 +323,18 @@ class BatchDecoder:
         out_base = np.cumsum(counts * self._ncols) - counts * self._ncols
         long_base = np.cumsum(counts * self._long_words) - counts * self._long_words
         total_rows = int(counts.sum())
-        rows = np.empty(total_rows, dtype=np.int64)
-        words = np.empty(total_rows, dtype=np.uint64)
-        long_words = np.empty(int((counts * self._long_words).sum()), dtype=np.uint64)
-        values = np.empty(int((counts * self._ncols).sum()), dtype=np.float64)
+        n_long = int((counts * self._long_words).sum())
+        n_values = int((counts * self._ncols).sum())
+        if workspace is None:
+            rows = np.empty(total_rows, dtype=np.int64)
+            words = np.empty(total_rows, dtype=np.uint64)
+            long_words = np.empty(n_long, dtype=np.uint64)
+            values = np.empty(n_values, dtype=np.float64)
+        else:
+            rows = workspace.take("rows", total_rows, np.int64)
+            words = workspace.take("words", total_rows, np.uint64)
+            long_words = workspace.take("long_words", n_long, np.uint64)
+            values = workspace.take("values", n_values, np.float64)
         _kernels.decode_rows(data_arr, data64, row_msg, counts, row_start, out_base, long_base,
                              rows, words, long_words, values, status, p.msg_i, p.node_i, p.slot_i,
                              p.slot_mask, p.slot_f, p.slot_int, p.mux_i, p.mux_keys,

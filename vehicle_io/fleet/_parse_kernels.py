@@ -64,7 +64,7 @@ def count_lines(buf):  # type: ignore[no-untyped-def]
 def parse_candump(buf, ids, data, lengths, stamps, chans, frame_lines,
                   slow_starts, slow_ends, slow_lines, chan_starts, chan_lens):  # type: ignore[no-untyped-def]
     """Parse ``buf`` line by line into the preallocated arrays (one row per line at
-    least; ``data`` zeroed).
+    least; their contents do not matter: every row of a frame is written whole).
 
     Returns ``(n_frames, n_slow, n_lines, n_channels)``. ``frame_lines``/``slow_lines`` are
     1-based line numbers within ``buf``; ``slow_starts``/``slow_ends`` the byte range of each
@@ -118,27 +118,28 @@ def _parse_line(buf, start, size, row, ids, data, lengths, stamps, chans,
     if buf[p] != 40:  # '('
         return -1, p
     p += 1
+    # digits accumulate unchecked: 18 of them cannot overflow int64, and the mantissa is
+    # tested against 2**53 once, after the last (a longer one goes to the slow path)
     mantissa = 0
-    digits = 0
-    frac = 0
+    i0 = p
     while p < size and 48 <= buf[p] <= 57:
         mantissa = mantissa * 10 + (int(buf[p]) - 48)
-        digits += 1
-        if mantissa >= _MANTISSA_LIMIT:
-            return -1, p
         p += 1
+    digits = p - i0
     if digits == 0:
         return -1, p
+    frac = 0
     if p < size and buf[p] == 46:  # '.'
         p += 1
+        f0 = p
         while p < size and 48 <= buf[p] <= 57:
             mantissa = mantissa * 10 + (int(buf[p]) - 48)
-            frac += 1
-            if mantissa >= _MANTISSA_LIMIT:
-                return -1, p
             p += 1
+        frac = p - f0
         if frac == 0:
             return -1, p
+    if digits + frac > 18 or mantissa >= _MANTISSA_LIMIT:
+        return -1, p
     if p >= size or buf[p] != 41:  # ')'
         return -1, p
     p += 1
@@ -180,7 +181,9 @@ def _parse_line(buf, start, size, row, ids, data, lengths, stamps, chans,
             return -1, p
         p += 1  # the flags nibble carries BRS/ESI, not payload
     n = 0
-    # ``data`` comes zeroed; bytes written for a line that then fails are cleared again
+    # ``data`` may hold anything (a reused buffer): a frame's row is zeroed past its length
+    # once the line is taken, in the same pass that writes the row (no memset of the whole
+    # array first); a line that fails leaves its row to the next line
     while p + 1 < size and n < 64:
         hi = _hex(buf[p])
         lo = _hex(buf[p + 1])
@@ -202,8 +205,6 @@ def _parse_line(buf, start, size, row, ids, data, lengths, stamps, chans,
                 p += 1
         ok = p == size or buf[p] == 10
     if not ok:
-        for j in range(n):
-            data[row, j] = 0
         return -1, p
     # channel: look the name up among the few seen so far
     chan = -1
@@ -219,8 +220,6 @@ def _parse_line(buf, start, size, row, ids, data, lengths, stamps, chans,
                 break
     if chan < 0:
         if n_chan >= chan_starts.shape[0]:
-            for j in range(n):
-                data[row, j] = 0
             return -1, p
         chan = n_chan
         chan_starts[chan] = c0
@@ -230,6 +229,7 @@ def _parse_line(buf, start, size, row, ids, data, lengths, stamps, chans,
     if extended:
         value = value | _EFF_FLAG
     ids[row] = value
+    data[row, n:] = 0
     lengths[row] = n
     scale = 1.0
     for _ in range(frac):

@@ -5,19 +5,29 @@ temp name in their final directory (readers skip names starting with ``.``) and 
 with ``os.replace``. Parts are named after the chunk, so a retry after a killed worker
 replaces what the first attempt wrote; the marker comes last, so a chunk without one is
 simply done again.
+
+A worker process keeps the big arrays of a chunk (the log's bytes, the parsed frames, the
+decoded values, the gathered timestamps) in a workspace that the next chunk reuses,
+instead of fresh memory that the OS zeroes first for every chunk: one workspace per chunk
+running at the same time (Dask threads), never shared. It holds about a chunk's peak
+between chunks: 150 MB for 21 MiB of Z10 candump (365 k frames), ~230 MB for 32 MiB.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vehicle_io.codec.decoder import DecodeWorkspace
 from vehicle_io.fleet.plan import MANIFEST_DIR, ChunkTask, Settings, atomic_write_bytes, marker_path
 from vehicle_io.fleet.parse import Frames, ReadReport, read_candump_gz, read_candump_range, read_python_can
 
@@ -38,7 +48,10 @@ class _Codec:
         on_buses: dict[int, set[str]] = {}
         for m in self.db.messages:
             on_buses.setdefault(m.frame_id & 0x1FFFFFFF, set()).add(m.bus_name or "")
-        self.shared_ids = np.array(sorted(i for i, b in on_buses.items() if len(b) > 1), np.uint32)
+        shared = sorted(i for i, b in on_buses.items() if len(b) > 1)
+        self.shared_ids = np.array(shared, np.uint32)
+        #: the messages of those ids: only their rows may be decoded again per bus
+        self.shared_names = {m.name for m in self.db.messages if m.frame_id & 0x1FFFFFFF in shared}
         self._schemas: dict[str, Any] = {}
         self.dbc_digest = dbc_digest
 
@@ -61,38 +74,66 @@ def _codec(settings: Settings) -> _Codec:
     return _codec_for(settings.dbc, settings.bus_map, settings.dbc_digest)
 
 
-def read_chunk(task: ChunkTask) -> tuple[Frames, ReadReport]:
+_free_workspaces: list[DecodeWorkspace] = []
+_workspace_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def chunk_workspace() -> Iterator[DecodeWorkspace]:
+    """A workspace of this process that no other running chunk uses; back to the pool after."""
+    with _workspace_lock:
+        workspace = _free_workspaces.pop() if _free_workspaces else DecodeWorkspace()
+    try:
+        yield workspace
+    finally:
+        with _workspace_lock:
+            _free_workspaces.append(workspace)
+
+
+def read_chunk(task: ChunkTask, workspace: DecodeWorkspace | None = None) -> tuple[Frames, ReadReport]:
+    """The chunk's frames (views of ``workspace`` for a candump range, when given)."""
     if task.kind == "log":
-        return read_candump_range(task.path, task.start, task.end)
+        return read_candump_range(task.path, task.start, task.end, workspace)
     if task.kind == "log.gz":
         return read_candump_gz(task.path)
     return read_python_can(task.path)
 
 
-def decode_frames(codec: _Codec, frames: Frames) -> tuple[dict[str, tuple[np.ndarray, dict[str, np.ndarray]]], dict[str, int], list[str]]:
+def decode_frames(codec: _Codec, frames: Frames, workspace: DecodeWorkspace | None = None
+                  ) -> tuple[dict[str, tuple[np.ndarray, dict[str, np.ndarray]]], dict[str, int], list[str]]:
     """``{message: (rows, {signal: values})}`` in frame order, status counts, the bus names.
 
     One pass of the merged database's decoder over the whole chunk; only frames whose id
     is defined on several buses (Z10: the functional diagnostic id) and whose (mapped)
-    channel names one of those buses are decoded again with that bus's database.
+    channel names one of those buses are decoded again with that bus's database. With a
+    ``workspace`` the arrays may be views of it, valid until its next use.
     """
     from vehicle_io.codec import STATUS_NAMES
 
     buses = [codec.bus_map.get(name, name) for name in frames.channels]
-    result = codec.merged.decode(frames.ids, frames.data, frames.lengths)
+    result = codec.merged.decode(frames.ids, frames.data, frames.lengths, workspace=workspace)
     status = result.status
     pieces: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {
         name: [(cols["_row"], {k: v for k, v in cols.items() if k != "_row"})] for name, cols in result.items()}
     known = np.array([i for i, bus in enumerate(buses) if bus in codec.by_bus], np.int32)
     if codec.shared_ids.size and known.size and len(frames):
-        again = np.isin(frames.ids & np.uint32(0x1FFFFFFF), codec.shared_ids) & np.isin(frames.channel_index, known)
-        if again.any():
+        # the shared ids are few (Z10: one): a comparison per id over the chunk, the channel
+        # test on the few hits only (np.isin over every frame cost 3 ms per 32 MiB chunk)
+        masked = frames.ids & np.uint32(0x1FFFFFFF)
+        hit = masked == codec.shared_ids[0]
+        for ident in codec.shared_ids[1:]:
+            hit |= masked == ident
+        sel_all = np.flatnonzero(hit)
+        sel_all = sel_all[np.isin(frames.channel_index[sel_all], known)]
+        if sel_all.size:
             status = status.copy()
-            sel_all = np.flatnonzero(again)
             for name, parts in pieces.items():  # drop the merged decoding of those rows
+                if name not in codec.shared_names:
+                    continue  # none of its rows has a shared id: nothing to copy
                 rows, cols = parts[0]
                 keep = ~np.isin(rows, sel_all)
-                parts[0] = (rows[keep], {k: v[keep] for k, v in cols.items()})
+                if not keep.all():
+                    parts[0] = (rows[keep], {k: v[keep] for k, v in cols.items()})
             for ch in np.unique(frames.channel_index[sel_all]).tolist():
                 sel = sel_all[frames.channel_index[sel_all] == ch]
                 sub = codec.by_bus[buses[ch]].decode(frames.ids[sel], frames.data[sel], frames.lengths[sel])
@@ -151,31 +192,59 @@ def _write_part(path: Path, table: Any) -> None:
         raise
 
 
-def run_chunk(task: ChunkTask) -> dict[str, Any]:
-    """Do one chunk; returns (and records in its marker) what was found."""
+def write_parts(codec: _Codec, task: ChunkTask, frames: Frames, decoded: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+                buses: list[str], workspace: DecodeWorkspace | None = None) -> tuple[list[str], dict[str, int]]:
+    """One Parquet part per message of the chunk; the parts' paths (relative to the output)
+    and rows per message.
+
+    Arrow takes the numpy columns without a copy; only the timestamps and bus indexes are
+    gathered per message, into ``workspace`` when given.
+    """
     import pyarrow as pa
 
-    t0 = time.perf_counter()
-    codec = _codec(task.settings)
-    frames, report = read_chunk(task)
-    t_read = time.perf_counter()
-    decoded, counts, buses = decode_frames(codec, frames)
-    t_decode = time.perf_counter()
     out = Path(task.out)
     bus_dictionary = pa.array(buses, pa.string())
+    total = sum(len(rows) for rows, _ in decoded.values())
+    if workspace is None:
+        stamps_all = np.empty(total, np.float64)
+        chans_all = np.empty(total, np.int32)
+    else:
+        stamps_all = workspace.take("write.timestamps", total, np.float64)
+        chans_all = workspace.take("write.channels", total, np.int32)
     parts: list[str] = []
     rows_by_message: dict[str, int] = {}
+    pos = 0
     for name in sorted(decoded):
         rows, columns = decoded[name]
+        k = len(rows)
+        # mode="clip": rows are valid indexes, and "raise" would buffer the output
+        stamps = np.take(frames.timestamps, rows, out=stamps_all[pos:pos + k], mode="clip")
+        chans = np.take(frames.channel_index, rows, out=chans_all[pos:pos + k], mode="clip")
+        pos += k
         schema = codec.schema(name)
-        arrays = [pa.array(frames.timestamps[rows]),
-                  pa.DictionaryArray.from_arrays(pa.array(frames.channel_index[rows], pa.int32()), bus_dictionary)]
+        arrays = [pa.array(stamps), pa.DictionaryArray.from_arrays(pa.array(chans, pa.int32()), bus_dictionary)]
         arrays += [pa.array(columns[f.name]) for f in list(schema)[2:]]
         table = pa.Table.from_arrays(arrays, schema=schema)
         target = out / f"van={task.van}" / f"message={name}" / f"part-{task.key}.parquet"
         _write_part(target, table)
         parts.append(str(target.relative_to(out)))
-        rows_by_message[name] = len(rows)
+        rows_by_message[name] = k
+    return parts, rows_by_message
+
+
+def run_chunk(task: ChunkTask) -> dict[str, Any]:
+    """Do one chunk; returns (and records in its marker) what was found."""
+    t0 = time.perf_counter()
+    codec = _codec(task.settings)
+    with chunk_workspace() as workspace:
+        frames, report = read_chunk(task, workspace)
+        t_read = time.perf_counter()
+        decoded, counts, buses = decode_frames(codec, frames, workspace)
+        t_decode = time.perf_counter()
+        parts, rows_by_message = write_parts(codec, task, frames, decoded, buses, workspace)
+        n_frames = len(frames)
+        del frames, decoded  # views of the workspace: nothing may outlive the chunk
+    out = Path(task.out)
     t_parts = time.perf_counter()
     result: dict[str, Any] = {
         "identity": task.identity(),
@@ -185,7 +254,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         "chunk": task.index,
         "chunks": task.count,
         "lines": report.lines,
-        "frames": len(frames),
+        "frames": n_frames,
         "rows": int(sum(rows_by_message.values())),
         "status": counts,
         "skipped_frames": report.skipped_frames,
