@@ -51,7 +51,10 @@ def _build_table(poly: int) -> npt.NDArray[np.uint8]:
 
 #: CRC8 SAE J1850 lookup table (MSB first, poly 0x1D); shared with the batch kernels.
 CRC8_TABLE: npt.NDArray[np.uint8] = _build_table(CRC8_POLY)
-_TABLE: tuple[int, ...] = tuple(int(v) for v in CRC8_TABLE)
+#: The same table as Python ints, for byte-by-byte loops in Python (a tuple index is far
+#: cheaper than a numpy element read there).
+CRC8_TABLE_INTS: tuple[int, ...] = tuple(int(v) for v in CRC8_TABLE)
+_TABLE = CRC8_TABLE_INTS
 
 
 class E2EError(VehicleIoError, ValueError):

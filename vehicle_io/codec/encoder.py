@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,6 +238,20 @@ class BatchEncoder:
         return _Node(slots, muxes, ok, [_fast_entry(slot) for slot in slots])
 
     # -- scalar path ------------------------------------------------------------------
+    def scalar_encoder(self, message_name: str) -> tuple[Callable[[Mapping[str, Any]], bytes | None] | None, int]:
+        """``(fn, n)``: the straight-line encoder behind :meth:`encode_one` for this message.
+
+        ``fn(values)`` takes a mapping of exactly ``n`` signal values (every signal of the
+        message, plain numbers) and returns the frame ``encode_one(name, **values)`` gives, or
+        None when it does not take them (a value out of range, NaN, a choice name, a missing
+        signal): the caller then uses :meth:`encode_one`, which raises or encodes the general
+        way. For a sender that makes the same message every cycle and wants no keyword
+        round trip. ``(None, -1)`` when the message has no such encoder (multiplexed).
+        Raises CodecError for a name the database does not have or a message it cannot encode.
+        """
+        plan = self._plan(message_name)
+        return plan.scalar_fn, plan.scalar_count
+
     def encode_one(self, message_name: str, /, strict: bool = True, **signals: Any) -> bytes:
         """One frame of ``message_name`` from keyword signal values (numbers or choice names)."""
         plan = self._plan(message_name)
