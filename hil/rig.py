@@ -25,7 +25,7 @@ from typing import Any
 import can
 
 from hil.bus.channel import Channel, Endpoint, WireFrame, open_channel
-from hil.bus.clock import PS_PER_S, Clock, TimerHandle, make_clock, seconds_to_ps
+from hil.bus.clock import PRIO_EVENT, PS_PER_S, Clock, TimerHandle, make_clock, seconds_to_ps
 from hil.bus.faults import FaultRule
 from hil.ecus.base import EcuConfigError, EcuFault, SimEcu, VanView
 from hil.ecus.registry import ecu_class, node_names
@@ -143,10 +143,12 @@ class Rig:
                     f"{channel_prefix}{bus}", clock=self.clock, seed=self.seed, require_ack=require_ack, **settings
                 )
             if van is None:
+                from hil.bus.bits import use_kernel
                 from hil.ecus.van import PlantVan
                 from hil.plant.model import Van  # imports numba: only when a rig is built
 
                 van = PlantVan(Van(params, seed=self.seed))
+                use_kernel()  # numba is in anyway: frame bit counts compiled (same numbers)
             self.van: VanView = van
             encoder = BatchEncoder(db)
             for node in node_names() if nodes is None else list(nodes):
@@ -205,7 +207,8 @@ class Rig:
             return
         self.van.step(self.step_s)  # type: ignore[attr-defined]
         self.steps += 1
-        self._step_handle = self.clock.call_at_ps(self.t0_ps + (self.steps + 1) * self._step_ps, self._step)
+        # A clock event (lock held) scheduling the next step in the future: call_at_ps's entry.
+        self._step_handle = self.clock._push(self.t0_ps + (self.steps + 1) * self._step_ps, PRIO_EVENT, self._step, ())
 
     # -- running -------------------------------------------------------------------------------
 

@@ -110,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     before = {bus: ch.stats() for bus, ch in rig.channels.items()}
     profiler = cProfile.Profile() if args.profile else None
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     if profiler is not None:
         profiler.enable()
     rig.run_for(args.seconds)
     if profiler is not None:
         profiler.disable()
     wall_s = time.perf_counter() - t0
+    cpu_s = time.process_time() - cpu0
     after = {bus: ch.stats() for bus, ch in rig.channels.items()}
     frames = sum(after[bus].frames - before[bus].frames for bus in after)
     ratio = args.seconds / wall_s
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(target >= {TARGET_X:g}x){'' if profiler is None else ' [under cProfile]'}")
     print(f"frames {frames} ({frames / wall_s:,.0f} per wall-s, {wall_s / max(frames, 1) * 1e6:.1f} us per frame), "
           f"van steps {rig.steps}")
+    # CPU time of this process: steadier than wall time on a machine shared with other work.
+    print(f"cpu {cpu_s:.3f} s: {cpu_s / max(frames, 1) * 1e6:.1f} us of CPU per frame")
     for bus, ch in rig.channels.items():
         print(f"  {bus:<4} load {after[bus].load_since(before[bus]):5.1f} %, "
               f"{after[bus].frames - before[bus].frames} frames")

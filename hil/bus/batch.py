@@ -58,6 +58,13 @@ class FrameBatch:
                  | (CAN_RTR_FLAG if msg.is_remote_frame else 0) | (CAN_ERR_FLAG if msg.is_error_frame else 0))
         self.add(msg.timestamp, ident, bytes(msg.data or b""))
 
+    def discard(self) -> int:
+        """Drop the frames received since the last drain (a receiver that reads none); how many."""
+        with self._lock:
+            n = len(self._ids)
+            self._ids, self._payloads, self._times = [], [], []
+        return n
+
     def drain(self) -> FrameArrays:
         """The frames as fresh arrays (the caller owns them) and an empty batch."""
         with self._lock:

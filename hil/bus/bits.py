@@ -33,6 +33,7 @@ Conventions (the ones the rest of :mod:`hil.bus` relies on):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: CAN FD payload lengths by DLC code 0..15.
@@ -414,7 +415,9 @@ def bit_counts(
     hit = _COUNT_CACHE.get(key)
     if hit is not None:
         return hit
-    if is_fd:
+    if _KERNEL is not None:
+        result = _KERNEL(arbitration_id, flags, dlc, data)
+    elif is_fd:
         result = _fd_counts(arbitration_id, is_extended_id, bitrate_switch, error_state_indicator, data)
     else:
         # One pass over the payload: CRC-15 (byte table) and stuffing (state table) together,
@@ -477,3 +480,32 @@ def _fd_counts(arbitration_id: int, is_extended_id: bool, brs: bool, esi: bool, 
     if brs:
         return nominal_head + TRAILER_BITS, data_part
     return nominal_head + data_part + TRAILER_BITS, 0
+
+
+
+def use_kernel() -> bool:
+    """Count the frames :func:`bit_counts` has not cached with the numba kernel from now on.
+
+    The kernel (:mod:`hil.bus._bits_kernels`, imported here, not with the package, so that
+    importing :mod:`hil.bus` does not import numba) gives the same numbers in a few hundred
+    nanoseconds, where the table walk takes microseconds; the cache stays in front of it. With
+    numba's JIT disabled (``NUMBA_DISABLE_JIT=1``) or numba missing, the kernel would run as
+    plain Python, far slower than the tables: then nothing changes. True when it is in use.
+    The rig (which imports numba for the van model anyway) switches it on.
+    """
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            from numba import config
+
+            if config.DISABLE_JIT:
+                return False
+            from hil.bus._bits_kernels import bit_counts_kernel
+        except ImportError:
+            return False
+        _KERNEL = bit_counts_kernel
+    return True
+
+
+#: The numba kernel once :func:`use_kernel` loaded it: (id, flags, dlc, data) -> counts.
+_KERNEL: Callable[[int, int, int, bytes], tuple[int, int]] | None = None

@@ -96,6 +96,13 @@ RECOVERY_SEQUENCES = 128
 _OK, _WIRE_ERROR, _ACK_ERROR = 0, 1, 2
 #: Marks an arbitration the simulated clock will run between events (no heap entry to cancel).
 _DEFERRED: Any = object()
+#: The per-frame shortcuts: a frame ends inside its start when the clock shows nothing else
+#: can happen before its end (Clock._jump_to), send_data skips the general checks for a frame
+#: that passes them, arbitration with one contender skips the comparison. False takes the
+#: general path everywhere (tests run both and require the same traffic).
+_FAST_PATHS = True
+#: fd_padded_length(n) for n = 0..64.
+_FD_PADDED: tuple[int, ...] = tuple(fd_padded_length(n) for n in range(65))
 
 _MESSAGE_FIELDS = frozenset(
     ("timestamp", "arbitration_id", "is_extended_id", "is_remote_frame", "is_error_frame", "channel", "dlc",
@@ -460,6 +467,9 @@ class Endpoint:
         self.tx_pending = 0
         self.callback_errors = 0
         self.closed = False
+        # A receiver inside the rig that wants data frames as (arbitration_id, data) instead of
+        # a python-can message (SimEcu): set next to on_frame, which still gets error frames.
+        self._on_data: Callable[[int, bytes], None] | None = None
 
     def __repr__(self) -> str:
         return f"Endpoint(channel={self.channel.name!r}, node={self._node.name!r})"
@@ -511,8 +521,38 @@ class Endpoint:
         The same checks, errors and timing; for senders inside the rig that make a frame per
         cycle (the simulated ECUs).
         """
+        with self.clock.lock:
+            if self._submit_data(arbitration_id, data, is_extended_id, is_fd, bitrate_switch):
+                return
         self._send_tx(self.channel._make_data_tx(arbitration_id, data, is_extended_id, is_fd, bitrate_switch, self),
                       timeout)
+
+    def _submit_data(self, arbitration_id: int, data: bytes, is_extended_id: bool, is_fd: bool,
+                     bitrate_switch: bool) -> bool:
+        """Queue a valid data frame at once when the node may send it now (clock lock held).
+
+        What :meth:`send_data` does when every check passes (the frame is valid, the endpoint
+        open, the node armed and not bus-off, the queue has room); False, with nothing done,
+        when any fails: the caller then takes :meth:`send_data`, which raises or waits. For
+        senders that run as clock events (the simulated ECUs), which hold the lock already.
+        """
+        node = self._node
+        if (_FAST_PATHS and not self.closed and not node.listen_only and not node.counters.bus_off
+                and not (self.tx_queue_size and self.tx_pending >= self.tx_queue_size)
+                and 0 <= arbitration_id <= (0x1FFFFFFF if is_extended_id else 0x7FF)):
+            size = len(data)
+            if not is_fd:
+                if size <= 8 and not bitrate_switch:
+                    self.channel._submit(_Tx(arbitration_id, is_extended_id, False, False, False, False, size, data, self))
+                    return True
+            elif size <= 64 and self.fd and self.channel.fd:
+                padded = _FD_PADDED[size]
+                if padded != size:
+                    data += bytes(padded - size)
+                self.channel._submit(_Tx(arbitration_id, is_extended_id, False, True, bitrate_switch, False, padded,
+                                         data, self))
+                return True
+        return False
 
     def _send_tx(self, tx: _Tx, timeout: float | None) -> None:
         with self.clock.lock:
@@ -1104,7 +1144,10 @@ class Channel:
             self._submit_with_faults(node, tx)
             return
         tx.t_enq_ps = self.clock.now_ps()
-        node.push(tx)
+        if node.priority_order:
+            heapq.heappush(node.prio, (tx.key, tx.seq, tx))
+        else:
+            node.fifo.append(tx)  # node.push(tx), inlined: once per frame
         self._pending[node] = None
         if not self._busy and self._arb_handle is None:
             self._arb_handle = self.clock.defer(self._arbitrate) or _DEFERRED
@@ -1266,11 +1309,25 @@ class Channel:
         if self._busy or self._closed:
             return
         now = self.clock.now_ps()
+        cut_rules = self.faults.cut_rules
+        pending = self._pending
+        if _FAST_PATHS and len(pending) == 1 and not cut_rules:
+            # One node with frames: no contest (the loop below with a single entry).
+            for node in pending:
+                head = node.head()
+                if head is None:
+                    del pending[node]
+                    return
+                ready_ps = node.suspend_until_ps if node.suspend_until_ps > head.t_enq_ps else head.t_enq_ps
+                if ready_ps > now:
+                    self._arb_handle = self.clock._push(ready_ps, PRIO_ARBITRATION, self._arbitrate, ())
+                    return
+                self._start(node, now)
+                return
         best_node: _Node | None = None
         best: _Tx | None = None
         contenders = 0
         resume_ps: int | None = None
-        cut_rules = self.faults.cut_rules
         for node in list(self._pending):
             head = node.head()
             if head is None:
@@ -1303,9 +1360,15 @@ class Channel:
         self._start(best_node, now)
 
     def _start(self, node: _Node, now: int) -> None:
-        tx = node.pop_head()
-        if not node.has_pending():
-            self._pending.pop(node, None)
+        fifo = node.fifo
+        if _FAST_PATHS and node.babble_tx is None and not node.priority_order and fifo:
+            tx = fifo.popleft()  # pop_head() of a FIFO controller
+            if not fifo and not node.prio:
+                self._pending.pop(node, None)
+        else:
+            tx = node.pop_head()
+            if not node.has_pending():
+                self._pending.pop(node, None)
         if self._recovering:
             self._recessive_run_ends(now)
         esi = tx.esi or (tx.is_fd and node.counters.state == ERROR_PASSIVE)
@@ -1330,7 +1393,12 @@ class Channel:
             att_nom = upto_nom + ERROR_FRAME_BITS
         self._busy = True
         t_end = now + att_nom * self.bit_ps + att_data * self.data_bit_ps
-        self.clock._push(t_end, PRIO_EVENT, self._end_of_frame, (node, tx, outcome, now, att_nom, att_data, esi, wire_rule))
+        clock = self.clock
+        if _FAST_PATHS and clock._jump_to(t_end):
+            # Nothing else happens before this frame ends: end it now (time is t_end).
+            self._end_of_frame(node, tx, outcome, now, att_nom, att_data, esi, wire_rule)
+        else:
+            clock._push(t_end, PRIO_EVENT, self._end_of_frame, (node, tx, outcome, now, att_nom, att_data, esi, wire_rule))
 
     def _wire_fault(self, node: _Node, tx: _Tx, now: int) -> FaultRule | None:
         faults = self.faults
@@ -1443,11 +1511,19 @@ class Channel:
                     if ident < 0:
                         ident = can_id | (_EFF if is_ext else 0) | (_RTR if remote else 0)
                     sink.add(ts, ident, b"" if remote else data)
+                elif endpoint._on_data is not None and not remote and _FAST_PATHS:
+                    try:
+                        endpoint._on_data(can_id, data)
+                    except Exception:  # as in Endpoint._deliver: a broken consumer must not stop the bus
+                        endpoint.callback_errors += 1
+                        LOG.exception("%s/%s: on_frame callback failed", name, receiver.name)
                 else:
                     # Other sockets of the sending controller see the frame as local (is_rx
                     # False), as SocketCAN's loopback does.
                     endpoint._deliver(_message(ts, can_id, is_ext, remote, is_fd, brs, esi, dlc, data, name, is_rx))
-        self.clock.notify_waiters()
+        clock = self.clock
+        if clock._n_waiters:
+            clock.notify_waiters()
         if self._frame_observers:
             wire = WireFrame(
                 t_start, now, node.name, tx.arbitration_id, tx.is_extended_id, tx.is_remote_frame, tx.is_fd,

@@ -20,6 +20,7 @@ frame is made: ``silence`` (no frames), ``slow`` (cycle time x ``factor``), ``ov
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -32,11 +33,12 @@ import numpy as np
 import numpy.typing as npt
 
 from hil.bus.channel import Channel, Endpoint
-from hil.bus.clock import PS_PER_S, Clock, TimerHandle, seconds_to_ps
+from hil.bus.clock import PRIO_EVENT, PS_PER_S, Clock, TimerHandle, seconds_to_ps
 from hil.bus.errors import HilBusError
 from vehicle_io.codec import BatchEncoder
 from vehicle_io.dbc import cycle_time_s
-from vehicle_io.e2e import COUNTER_MODULO, CheckStatus, E2EReceiver, E2ESpec, SMState, e2e_crc
+from vehicle_io.e2e import CRC8_INIT, CRC8_XOROUT, COUNTER_MODULO, CheckStatus, E2EReceiver, E2ESpec, SMState, e2e_crc
+from vehicle_io.e2e import CRC8_TABLE_INTS as _CRC8_TABLE
 from vehicle_io.errors import CodecError, VehicleIoError
 
 LOG = logging.getLogger(__name__)
@@ -205,7 +207,7 @@ class _Tx:
 
     __slots__ = ("message", "name", "period_ps", "spec", "frame_id", "is_fd", "is_ext", "endpoint",
                  "counter", "next_ps", "handle", "pages", "bounds", "mux_name", "last", "sent", "n_values", "resting",
-                 "protected")
+                 "protected", "scalar_fn", "scalar_count", "crc_start", "plain", "page_fns")
 
     def __init__(self, message: Any, period_s: float, endpoint: Endpoint) -> None:
         self.message = message
@@ -242,6 +244,111 @@ class _Tx:
         else:
             self.n_values = {0: len(plain)}
         self.resting: dict[str, float] = {s.name: _resting(s) for s in message.signals}
+        # The codec's straight-line encoder of this message (see _scalar_encoder), and the
+        # CRC register after the data id bytes: both the same for every frame of the message.
+        self.scalar_fn: Any = None
+        self.scalar_count = -1
+        self.crc_start = 0
+        if self.spec is not None:
+            data_id = self.spec.data_id
+            self.crc_start = _CRC8_TABLE[_CRC8_TABLE[CRC8_INIT ^ (data_id & 0xFF)] ^ (data_id >> 8)]
+        # A frame per cycle, one value set, no multiplexer: SimEcu._fire's fast path.
+        self.plain = self.mux_name is None
+        # Multiplexed: per page, the straight-line encoder of that page (_page_encoders).
+        self.page_fns: dict[int, tuple[Any, int]] = {}
+
+
+def _scalar_encoder(encoder: BatchEncoder, name: str) -> tuple[Any, int]:
+    """``(fn, n)``: the codec's generated encoder of ``name`` and how many values it takes.
+
+    ``BatchEncoder.encode_one(name, **values)`` returns ``fn(values)`` when ``values`` holds
+    exactly ``n`` signals and ``fn`` does not refuse them (None), else takes its general path;
+    calling ``fn`` first spares the keyword round trip on every frame. (None, -1) when the
+    codec has no such encoder (the caller then always uses ``encode_one``).
+    """
+    try:
+        fn, count = encoder.scalar_encoder(name)
+    except CodecError:
+        return None, -1
+    if fn is None:
+        return None, -1
+    return fn, count
+
+
+class _PageDatabase:
+    """The one lookup BatchEncoder needs of a database, over the page messages of one message."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self._by_name = {m.name: m for m in messages}
+
+    def get_message_by_name(self, name: str) -> Any:
+        return self._by_name[name]
+
+
+def _page_encoders(message: Any) -> dict[int, tuple[Any, int]]:
+    """Per page of multiplexed ``message``: ``(fn, n)`` as :func:`_scalar_encoder` gives.
+
+    Each page is the message with its multiplexer as a plain signal and only that page's
+    signals: the same bits the multiplexed encoding sets for a row whose multiplexer value is
+    exactly the page number (cantools' and the codec's rule), so the codec's straight-line
+    encoder of that page message gives the same bytes. Pages the codec has no such encoder
+    for are left out (the caller encodes them the general way).
+    """
+    from cantools.database.can import Message as CanMessage
+
+    mux = next((s for s in message.signals if s.is_multiplexer), None)
+    if mux is None or any(s.is_multiplexer and s is not mux for s in message.signals) or any(
+            s.multiplexer_signal not in (None, mux.name) for s in message.signals):
+        return {}  # nested or several multiplexers: not covered
+    pages = sorted({int(k) for s in message.signals for k in (s.multiplexer_ids or ())})
+    out: dict[int, tuple[Any, int]] = {}
+    built = []
+    for page in pages:
+        signals = []
+        for s in message.signals:
+            if s.multiplexer_ids and page not in s.multiplexer_ids:
+                continue
+            twin = copy.copy(s)
+            twin.is_multiplexer = False
+            twin.multiplexer_ids = None
+            twin.multiplexer_signal = None
+            signals.append(twin)
+        try:
+            built.append((page, CanMessage(
+                frame_id=message.frame_id, name=f"{message.name}@{page}", length=message.length, signals=signals,
+                is_extended_frame=message.is_extended_frame, is_fd=message.is_fd,
+                unused_bit_pattern=message.unused_bit_pattern, strict=False,
+            )))
+        except Exception:  # noqa: BLE001 - cantools refuses the page: encode it the general way
+            continue
+    encoder = BatchEncoder(_PageDatabase([m for _, m in built]))
+    for page, page_message in built:
+        fn, count = _scalar_encoder(encoder, page_message.name)
+        if fn is not None:
+            out[page] = (fn, count)
+    return out
+
+
+def _protect_into(buf: bytearray, spec: E2ESpec, crc_start: int, counter: int, bad: bool) -> None:
+    """Fill alive counter and CRC (Z10-P1) into ``buf`` in place; ``bad`` inverts the CRC.
+
+    The same bytes as ``e2e_crc(spec.data_id, ...)`` over every byte but the CRC byte, with
+    the data id part of the register precomputed (``crc_start``).
+    """
+    shift = spec.counter_shift
+    cbyte = spec.counter_byte
+    buf[cbyte] = (buf[cbyte] & ~(0x0F << shift) & 0xFF) | (counter << shift)
+    table = _CRC8_TABLE
+    crc = crc_start
+    cb = spec.crc_byte
+    if cb:
+        for byte in buf[:cb]:
+            crc = table[crc ^ byte]
+    for byte in buf[cb + 1 : spec.length]:
+        crc = table[crc ^ byte]
+    crc ^= CRC8_XOROUT
+    buf[cb] = crc ^ 0xFF if bad else crc
 
 
 def _resting(signal: Any) -> float:
@@ -258,7 +365,7 @@ class _Rx:
     """Receive state of one command message."""
 
     __slots__ = ("message", "name", "spec", "receiver", "timeout_ps", "last_ok_ps", "lost", "values", "decoded",
-                 "cacheable")
+                 "cacheable", "frames")
 
     def __init__(self, message: Any, timeout_s: float) -> None:
         self.message = message
@@ -273,6 +380,8 @@ class _Rx:
         # values every cycle, only counter and CRC move. Only when those two decode to their
         # raw bits (integer, scale 1, offset 0), so the values can be filled in exactly.
         self.decoded: dict[bytes, dict[str, float]] = {}
+        # Values by whole frame (counter and CRC included): what decode() returned for it.
+        self.frames: dict[bytes, dict[str, float]] = {}
         self.cacheable = self.spec is None or all(
             not s.is_float and s.scale == 1 and s.offset == 0 and s.length <= 8 and not s.is_multiplexer
             and not s.multiplexer_ids and s.start == (8 * self.spec.crc_byte if s.name == self.spec.crc_signal
@@ -287,6 +396,22 @@ class _Rx:
         spec = self.spec
         if not self.cacheable:
             return self.message.decode(data[:length], decode_choices=False, scaling=True)
+        if _FAST_PATHS:
+            # The whole frame seen before (a command repeats its 15 counter values): the
+            # values as the code below made them then, copied (the caller's own).
+            frame = data if type(data) is bytes and len(data) == length else bytes(data[:length])
+            done = self.frames.get(frame)
+            if done is not None:
+                return dict(done)
+            values = self._decode_masked(data, length, spec)
+            if len(self.frames) >= _FRAME_CACHE_SIZE:
+                self.frames.clear()
+            self.frames[frame] = dict(values)
+            return values
+        return self._decode_masked(data, length, spec)
+
+    def _decode_masked(self, data: bytes, length: int, spec: E2ESpec | None) -> dict[str, float]:
+        """Decode through the cache of payloads with counter and CRC masked out."""
         if spec is None:
             key = data[:length]
         else:
@@ -307,8 +432,22 @@ class _Rx:
         return values
 
 
+#: The E2E outcomes an ECU acts on (module constants: read once per received command).
+_VALID = SMState.VALID
+_ACT_ON = (CheckStatus.OK, CheckStatus.OK_SOME_LOST)
+
 #: Distinct command payloads an ECU remembers decoded (per command message).
 _DECODE_CACHE_SIZE = 256
+#: Distinct whole command frames (payload x 15 counter values) an ECU remembers decoded.
+_FRAME_CACHE_SIZE = 15 * 64
+
+#: Take the per-frame shortcuts: SimEcu._send_plain for a message without multiplexer or
+#: fault, the codec's generated encoders called directly (per page for multiplexed messages),
+#: counter and CRC in one step from the precomputed data-id register, the whole-frame command
+#: decode cache, the supervision task rescheduled straight onto the heap. False runs the
+#: general path everywhere: tests/hil/ecus/test_rig_fast_paths.py runs a rig both ways and
+#: requires the same wire traffic.
+_FAST_PATHS = True
 
 
 class SimEcu:
@@ -370,9 +509,13 @@ class SimEcu:
             for bus in buses:
                 if bus not in channels:
                     raise EcuConfigError(f"ECU {self.node}: expected a channel for bus {bus!r}, but the rig has {sorted(channels)}")
-                self.endpoints[bus] = channels[bus].attach(node=self.node, on_frame=self._on_frame)
+                endpoint = self.endpoints[bus] = channels[bus].attach(node=self.node, on_frame=self._on_frame)
+                endpoint._on_data = self._on_data  # data frames without a python-can message
             for m in own:
-                self._tx[m.name] = _Tx(m, float(cycle_time_s(m)), self.endpoints[m.bus_name])
+                tx = self._tx[m.name] = _Tx(m, float(cycle_time_s(m)), self.endpoints[m.bus_name])
+                tx.scalar_fn, tx.scalar_count = _scalar_encoder(self.encoder, m.name)
+                if tx.mux_name is not None:
+                    tx.page_fns = _page_encoders(m)
             for m in commands:
                 period = cycle_time_s(m) or 0.1
                 self._rx[m.frame_id] = _Rx(m, self.COMMAND_TIMEOUT_CYCLES * period)
@@ -530,6 +673,14 @@ class SimEcu:
         t_s = (tx.next_ps - self.t0_ps) / PS_PER_S
         if self.faults:
             silent, factor, overrides, freeze, bad = self._fault_state(tx, t_s)
+        elif tx.plain and _FAST_PATHS:
+            # No fault, one frame: the same steps as below without the general machinery.
+            self._send_plain(tx, t_s)
+            t_ps = tx.next_ps = tx.next_ps + tx.period_ps
+            clock = self.clock
+            now = clock.now_ps()
+            tx.handle = clock._push(t_ps if t_ps >= now else now, PRIO_EVENT, self._fire, (tx,))  # _reschedule(tx)
+            return
         else:
             silent, factor, overrides, freeze, bad = False, 1.0, None, False, False
         if silent:
@@ -537,10 +688,82 @@ class SimEcu:
         else:
             self._send(tx, t_s, overrides, freeze, bad)
         tx.next_ps += tx.period_ps if factor == 1.0 else round(tx.period_ps * factor)
-        tx.handle = self.clock.call_at_ps(tx.next_ps, self._fire, tx)
+        self._reschedule(tx)
+
+    def _reschedule(self, tx: _Tx) -> None:
+        """``tx``'s next cycle: ``clock.call_at_ps(tx.next_ps, self._fire, tx)``, run from the
+        clock's own event (lock held), so without taking the lock again."""
+        clock = self.clock
+        if not _FAST_PATHS:
+            tx.handle = clock.call_at_ps(tx.next_ps, self._fire, tx)
+            return
+        now = clock.now_ps()
+        t_ps = tx.next_ps
+        tx.handle = clock._push(t_ps if t_ps >= now else now, PRIO_EVENT, self._fire, (tx,))
+
+    def _send_plain(self, tx: _Tx, t_s: float) -> None:
+        """One cycle of a message without multiplexer or fault: what ``_send(tx, t_s, None,
+        False, False)`` does, in one function (the rest-bus's most frequent path)."""
+        values = self.signals(tx.name, t_s)
+        if len(values) != tx.n_values[0]:
+            self._fill_unmodelled(tx, 0, values)
+        spec = tx.spec
+        if spec is not None:
+            # Placeholders: the counter and the CRC are filled into the encoded frame below.
+            values[spec.counter_signal] = 0
+            values[spec.crc_signal] = 0
+        last = tx.last.get(0)
+        if last is not None and last[0] == values:
+            payload = last[1]
+        else:
+            payload = tx.scalar_fn(values) if len(values) == tx.scalar_count else None
+            if payload is None:
+                payload = self._encode(tx, 0, values)
+            tx.last[0] = (values, payload)
+        if spec is not None:
+            cache = tx.protected
+            if cache[0] is not payload:
+                cache = tx.protected = (payload, [None] * COUNTER_MODULO)
+            counter = tx.counter
+            frame = cache[1][counter]
+            if frame is None:
+                buf = bytearray(payload)
+                _protect_into(buf, spec, tx.crc_start, counter, False)
+                frame = cache[1][counter] = bytes(buf)
+            payload = frame
+            tx.counter = (counter + 1) % COUNTER_MODULO
+        endpoint = tx.endpoint
+        # A clock event holds the clock lock: the frame goes straight in when the node takes it.
+        if not endpoint._submit_data(tx.frame_id, payload, tx.is_ext, tx.is_fd, tx.is_fd):
+            try:
+                endpoint.send_data(tx.frame_id, payload, is_extended_id=tx.is_ext, is_fd=tx.is_fd,
+                                   bitrate_switch=tx.is_fd, timeout=0)
+            except (can.CanError, HilBusError):
+                self._stats.send_refused += 1
+                return
+        tx.sent += 1
+
+    def _encode(self, tx: _Tx, key: int, values: dict[str, float]) -> bytes:
+        """``values`` (complete, placeholders set) as a frame of ``tx``; out-of-range values are
+        saturated at the signal's DBC range first, as a real ECU does."""
+        encode = self.encoder.encode_one
+        try:
+            return encode(tx.name, **values)
+        except CodecError:
+            # Out of its DBC range (or NaN): a real ECU saturates the quantity at the
+            # signal's range. Checking only after the codec refused keeps the common case cheap.
+            self._fill_unmodelled(tx, key, values)  # names a signal the DBC does not have
+            for name, value in values.items():
+                lo, hi = tx.bounds[name]
+                if value < lo:
+                    values[name] = lo
+                elif value > hi:
+                    values[name] = hi
+                elif value != value:
+                    values[name] = lo if lo > -math.inf else 0.0
+            return encode(tx.name, **values)
 
     def _payloads(self, tx: _Tx, t_s: float, overrides: dict[str, float] | None) -> list[bytes]:
-        encode = self.encoder.encode_one
         if tx.mux_name is None:
             rows = [self.signals(tx.name, t_s)]
         else:
@@ -563,21 +786,18 @@ class SimEcu:
             if last is not None and last[0] == values:
                 out.append(last[1])
                 continue
-            try:
-                payload = encode(tx.name, **values)
-            except CodecError:
-                # Out of its DBC range (or NaN): a real ECU saturates the quantity at the
-                # signal's range. Checking only after the codec refused keeps the common case cheap.
-                self._fill_unmodelled(tx, key, values)  # names a signal the DBC does not have
-                for name, value in values.items():
-                    lo, hi = tx.bounds[name]
-                    if value < lo:
-                        values[name] = lo
-                    elif value > hi:
-                        values[name] = hi
-                    elif value != value:
-                        values[name] = lo if lo > -math.inf else 0.0
-                payload = encode(tx.name, **values)
+            payload = None
+            if _FAST_PATHS:
+                if tx.mux_name is None:
+                    if len(values) == tx.scalar_count:
+                        payload = tx.scalar_fn(values)
+                else:
+                    page_fn = tx.page_fns.get(key)
+                    # Only a multiplexer value that is exactly the page number (else the general way).
+                    if page_fn is not None and len(values) == page_fn[1] and values[tx.mux_name] == key:
+                        payload = page_fn[0](values)
+            if payload is None:
+                payload = self._encode(tx, key, values)
             tx.last[key] = (values, payload)
             out.append(payload)
         return out
@@ -611,25 +831,30 @@ class SimEcu:
                 frame = cache[1][tx.counter] if not bad else None
                 if frame is None:
                     buf = bytearray(payload)
-                    shift = spec.counter_shift
-                    buf[spec.counter_byte] = (buf[spec.counter_byte] & ~(0x0F << shift) & 0xFF) | (tx.counter << shift)
-                    cb = spec.crc_byte
-                    crc = e2e_crc(spec.data_id, buf[:cb] + buf[cb + 1 : spec.length])
-                    buf[cb] = crc ^ 0xFF if bad else crc
+                    if _FAST_PATHS:
+                        _protect_into(buf, spec, tx.crc_start, tx.counter, bad)
+                    else:
+                        shift = spec.counter_shift
+                        buf[spec.counter_byte] = (buf[spec.counter_byte] & ~(0x0F << shift) & 0xFF) | (tx.counter << shift)
+                        cb = spec.crc_byte
+                        crc = e2e_crc(spec.data_id, buf[:cb] + buf[cb + 1 : spec.length])
+                        buf[cb] = crc ^ 0xFF if bad else crc
                     frame = bytes(buf)
                     if not bad:
                         cache[1][tx.counter] = frame
                 payload = frame
                 if not freeze:
                     tx.counter = (tx.counter + 1) % COUNTER_MODULO
-            try:
-                tx.endpoint.send_data(tx.frame_id, payload, is_extended_id=tx.is_ext, is_fd=tx.is_fd,
-                                      bitrate_switch=tx.is_fd, timeout=0)
-            except (can.CanError, HilBusError):
-                # A controller in bus-off or with a full queue drops the frame; the task keeps
-                # its cycle, as a real ECU's does.
-                self._stats.send_refused += 1
-                continue
+            endpoint = tx.endpoint
+            if not (_FAST_PATHS and endpoint._submit_data(tx.frame_id, payload, tx.is_ext, tx.is_fd, tx.is_fd)):
+                try:
+                    endpoint.send_data(tx.frame_id, payload, is_extended_id=tx.is_ext, is_fd=tx.is_fd,
+                                       bitrate_switch=tx.is_fd, timeout=0)
+                except (can.CanError, HilBusError):
+                    # A controller in bus-off or with a full queue drops the frame; the task keeps
+                    # its cycle, as a real ECU's does.
+                    self._stats.send_refused += 1
+                    continue
             tx.sent += 1
 
     # -- bus-off (the ECU's CAN state manager) -------------------------------------------------
@@ -687,25 +912,34 @@ class SimEcu:
         rx = self._rx.get(msg.arbitration_id)
         if rx is None or msg.is_error_frame or msg.is_remote_frame:
             return
+        self._on_command_frame(rx, bytes(msg.data))
+
+    def _on_data(self, arbitration_id: int, data: bytes) -> None:
+        """A data frame from the bus as fields (:meth:`_on_frame` without the message)."""
+        rx = self._rx.get(arbitration_id)
+        if rx is not None:
+            self._on_command_frame(rx, data)
+
+    def _on_command_frame(self, rx: _Rx, data: bytes) -> None:
         if not self.normal_rx_enabled:
             self._stats.commands_ignored += 1
             return
-        data = bytes(msg.data)
         if len(data) < rx.message.length:
             self._stats.commands_rejected += 1
             return
-        if rx.receiver is not None:
-            status, state = rx.receiver.check(data)
-            if state is not SMState.VALID or status not in (CheckStatus.OK, CheckStatus.OK_SOME_LOST):
+        receiver = rx.receiver
+        if receiver is not None:
+            status, state = receiver.check(data)
+            if state is not _VALID or status not in _ACT_ON:
                 # A real ECU does not act on a frame its E2E check refuses.
                 self._stats.commands_rejected += 1
                 return
         values = rx.decode(data)
         rx.values = values
-        rx.last_ok_ps = self.clock.now_ps()
+        now = rx.last_ok_ps = self.clock.now_ps()
         rx.lost = False
         self._stats.commands_accepted += 1
-        self.on_command(rx.name, values, (rx.last_ok_ps - self.t0_ps) / PS_PER_S)
+        self.on_command(rx.name, values, (now - self.t0_ps) / PS_PER_S)
 
     def _supervise(self) -> None:
         self._supervise_handle = None
@@ -719,7 +953,12 @@ class SimEcu:
                 self._stats.commands_lost += 1
                 self.on_command_lost(rx.name, (now - self.t0_ps) / PS_PER_S)
         self.on_supervise((now - self.t0_ps) / PS_PER_S)
-        self._supervise_handle = self.clock.call_at_ps(now + self._supervise_ps, self._supervise)
+        # A clock event (lock held) scheduling its own next run in the future: straight onto
+        # the heap, as call_at_ps would put it.
+        if _FAST_PATHS and self._supervise_ps > 0:
+            self._supervise_handle = self.clock._push(now + self._supervise_ps, PRIO_EVENT, self._supervise, ())
+        else:
+            self._supervise_handle = self.clock.call_at_ps(now + self._supervise_ps, self._supervise)
 
 
 def clip(value: float, lo: float, hi: float) -> float:

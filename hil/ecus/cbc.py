@@ -33,8 +33,17 @@ class CbcEcu(SimEcu):
         self.n = self.van.n_compartments
         self._release_seen = [False] * (self.n + 1)  # GW release request level, last frame
         self._release_armed = [False] * (self.n + 1)  # rising edge seen, pulse not fired yet
+        numbers = range(1, self.n + 1)
+        # Signal names per compartment, made once (every frame needs them).
+        self._door_names = [(f"CBC_DoorOpen{i}", f"CBC_LockState{i}", f"CBC_Occupancy{i}") for i in numbers]
+        self._weight_names = [f"CBC_Weight{i}" for i in numbers]
+        self._temp_names = [f"CBC_Temp{i}" for i in numbers]
+        self._command_names = [(i, f"GW_CompartmentLockRequest{i}", f"GW_CompartmentDoorRelease{i}") for i in numbers]
 
     def _comps(self) -> list[Mapping[str, float]]:
+        bulk = getattr(self.van, "compartments", None)  # PlantVan: the snapshot's list at once
+        if bulk is not None:
+            return bulk()
         return [self.van.compartment(i) for i in range(1, self.n + 1)]
 
     def signals(self, message: str, t_s: float) -> dict[str, float]:
@@ -45,10 +54,10 @@ class CbcEcu(SimEcu):
                 "CBC_AllDoorsClosed": float(all(not c["door_open"] for c in comps)),
                 "CBC_AllLocked": float(all(c["lock_state"] == LOCK_LOCKED for c in comps)),
             }
-            for i, c in enumerate(comps, start=1):
-                out[f"CBC_DoorOpen{i}"] = float(c["door_open"])
-                out[f"CBC_LockState{i}"] = float(c["lock_state"])
-                out[f"CBC_Occupancy{i}"] = float(OCC_OCCUPIED if c["weight_kg"] > OCCUPIED_KG else OCC_EMPTY)
+            for (door, lock, occupancy), c in zip(self._door_names, comps):
+                out[door] = float(c["door_open"])
+                out[lock] = float(c["lock_state"])
+                out[occupancy] = float(OCC_OCCUPIED if c["weight_kg"] > OCCUPIED_KG else OCC_EMPTY)
             return out
         if message == "CBC_Payload":
             total_kg = sum(c["weight_kg"] for c in comps)
@@ -58,21 +67,21 @@ class CbcEcu(SimEcu):
                 "CBC_TotalPayload": total_kg,
             }
         if message == "CBC_CompartmentWeights":
-            return {f"CBC_Weight{i}": c["weight_kg"] for i, c in enumerate(comps, start=1)}
-        out = {f"CBC_Temp{i}": c["temp_c"] for i, c in enumerate(comps, start=1)}  # CBC_Temperatures
+            return {name: c["weight_kg"] for name, c in zip(self._weight_names, comps)}
+        out = {name: c["temp_c"] for name, c in zip(self._temp_names, comps)}  # CBC_Temperatures
         out["CBC_AmbientTemp"] = self.van.read("in_ambient_c")
         return out
 
     def on_command(self, message: str, values: Mapping[str, float], t_s: float) -> None:
         enabled = values["GW_CargoCommandEnable"] == 1
         moving = values["GW_CargoVehicleMoving"] == 1
-        for i in range(1, self.n + 1):
-            request = int(values[f"GW_CompartmentLockRequest{i}"])
+        for i, lock_name, release_name in self._command_names:
+            request = int(values[lock_name])
             if not enabled or request not in (LOCK_REQ_NONE, LOCK_REQ_LOCK, LOCK_REQ_UNLOCK):
                 request = LOCK_REQ_NONE
             if request == LOCK_REQ_UNLOCK and moving:
                 request = LOCK_REQ_NONE
-            wanted = bool(enabled and not moving and values[f"GW_CompartmentDoorRelease{i}"] == 1)
+            wanted = bool(enabled and not moving and values[release_name] == 1)
             if wanted and not self._release_seen[i]:
                 self._release_armed[i] = True
             if not wanted:

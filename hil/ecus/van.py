@@ -36,7 +36,7 @@ class PlantVan:
 
     def refresh(self) -> None:
         """Take a new snapshot (after a model step or a change between steps)."""
-        self._snap = dict(zip(self._names, self._rec[0].item()))
+        self._snap = dict(zip(self._names, self._rec.item(0)))  # the one row as a tuple
         self._cells = None
         self._comps = None
 
@@ -88,6 +88,11 @@ class PlantVan:
             names = self._comp_names
             self._comps = [dict(zip(names, rec)) for rec in self._comps_live.tolist()]
         return self._comps
+
+    def compartments(self) -> list[Mapping[str, float]]:
+        """Every compartment's state at the last snapshot, compartment 1 first (read-only, as
+        :meth:`compartment`: the same mappings)."""
+        return self._compartments()
 
     def compartment(self, number: int) -> Mapping[str, float]:
         """State of compartment ``number`` at the last snapshot (read-only: shared by every reader)."""

@@ -196,3 +196,15 @@ def test_send_data_fd_too_long_on_fd_channel() -> None:
         for e in ch.endpoints():
             e.close()
         ch.close()
+
+
+def test_frame_batch_discard_drops_what_drain_would_return() -> None:
+    batch = FrameBatch()
+    for k in range(5):
+        batch.add(k * 0.001, 0x100 + k, bytes([k]))
+    assert batch.discard() == 5
+    assert len(batch) == 0
+    batch.add(1.0, 0x200, b"\x01\x02")
+    ids, data, lengths, times = batch.drain()  # only what came after the discard
+    assert ids.tolist() == [0x200] and lengths.tolist() == [2] and times.tolist() == [1.0]
+    assert data[0, :2].tolist() == [1, 2]
