@@ -265,7 +265,6 @@ def _signal_values(signal: Any, state: Mapping[str, np.ndarray], times: np.ndarr
     stats = {
         "BMS_CellVoltageMax": mean_cell_v + cell_offsets_v.max(),
         "BMS_CellVoltageMin": mean_cell_v + cell_offsets_v.min(),
-        "BMS_CellVoltageAvg": mean_cell_v + cell_offsets_v.mean(),
         "BMS_CellVoltageMaxIndex": np.full(times.size, float(np.argmax(cell_offsets_v) + 1)),
         "BMS_CellVoltageMinIndex": np.full(times.size, float(np.argmin(cell_offsets_v) + 1)),
         "BMS_CellTempMax": 27.0 + 0.002 * (times - times[0]) + sensor_offsets_c[:32].max(),

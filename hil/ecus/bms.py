@@ -119,7 +119,6 @@ class BmsEcu(SimEcu):
                 "BMS_CellVoltageMaxIndex": float(van.read("cell_v_max_index")),
                 "BMS_CellVoltageMin": van.read("cell_v_min"),
                 "BMS_CellVoltageMinIndex": float(van.read("cell_v_min_index")),
-                "BMS_CellVoltageAvg": van.read("cell_v_avg"),
             }
         return {  # BMS_CellTempStats
             "BMS_CellTempMax": van.read("cell_t_max_c"),

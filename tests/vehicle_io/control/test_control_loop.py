@@ -151,6 +151,32 @@ def test_stale_and_corrupted_inputs_reach_the_kernel(rig) -> None:
     assert y["control_allowed"] == 0 and y["torque_nm"] == 0.0 and y["steer_enable"] == 0
 
 
+@pytest.mark.parametrize(("message", "field", "value"), [
+    ("BMS_CellTempStats", "bms_cell_t_max_degc", 75.0),
+    ("BMS_CellVoltageStats", "bms_cell_v_max", 4.0),
+])
+def test_cell_statistics_are_acted_on_only_when_e2e_valid(rig, message, field, value) -> None:
+    """The battery interlocks' inputs carry counter and CRC like every other interlock input: a
+    corrupted frame is neither trusted for a fault nor for healthy cells; it degrades."""
+    loop = make_loop(rig)
+    rest = RestBus(rig["gw"], rig["db"])
+    run(rig, loop, rest, 10)
+    assert loop.outputs[0]["control_allowed"] == 1
+    m = rig["db"].get_message_by_name(message)
+    assert E2ESpec.from_message(m) is not None, f"{message} must be Z10-P1 protected"
+    rest.corrupt.add(message)
+    rest.values[field] = value
+    run(rig, loop, rest, 30)
+    suffix = dict((name, key) for key, name in L.WATCHED_MESSAGES)[message]
+    assert loop.inputs[0][f"ok_{suffix}"] == 0.0
+    active = loop.active_interlocks()
+    assert "ILK_DEGRADED" in active and "ILK_BMS_FAULT" not in active and "ILK_BATTERY_DERATE" not in active
+    rest.corrupt.discard(message)
+    run(rig, loop, rest, 5)
+    assert loop.inputs[0][f"ok_{suffix}"] == 1.0
+    assert loop.inputs[0][field] == value
+
+
 def _engaged_and_moving(rig, db):
     for bus in BUSES:
         rig["gate"].arm(bus)
