@@ -335,6 +335,19 @@ class TestSteering:
 
 
 # ================================================================ plausibility
+def assert_reset_only_at_standstill(h: Harness, flag: str) -> None:
+    """A latched ``flag`` (van moving): a reset request is refused while moving, taken at standstill."""
+    h.set(reset_request=1)
+    h.step()
+    assert h.flag(flag) == 1, "reset while moving"
+    h.set(reset_request=0)
+    h.set_speed(0.0)
+    h.step()
+    h.set(reset_request=1)
+    h.step()
+    assert h.flag(flag) == 0
+
+
 class TestPlausibility:
     @pytest.mark.parametrize("speed", [0.0, 5.0, 20.0])
     def test_sweep_speed_difference(self, speed: float) -> None:
@@ -364,14 +377,7 @@ class TestPlausibility:
         h.set_speed(10.0)
         y = h.step(10)
         assert h.flag("plausibility") == 1 and y["torque_nm"] <= 0.0 and y["drive_enable"] == 0
-        h.set(reset_request=1)
-        assert h.step() is not None and h.flag("plausibility") == 1, "reset while moving"
-        h.set(reset_request=0)
-        h.set_speed(0.0)
-        h.step()
-        h.set(reset_request=1)
-        h.step()
-        assert h.flag("plausibility") == 0
+        assert_reset_only_at_standstill(h, "plausibility")
 
 
 class TestActuatorResponse:
@@ -395,15 +401,7 @@ class TestActuatorResponse:
         h.set(**{signal: 1})
         y = h.step(10)
         assert h.flag("actuator_response") == 1 and y["control_allowed"] == 0, "latched"
-        h.set(reset_request=1)
-        h.step()
-        assert h.flag("actuator_response") == 1, "reset while moving"
-        h.set(reset_request=0)
-        h.set_speed(0.0)
-        h.step()
-        h.set(reset_request=1)
-        h.step()
-        assert h.flag("actuator_response") == 0
+        assert_reset_only_at_standstill(h, "actuator_response")
 
     @pytest.mark.parametrize("signal", ["eps_control_active", "mcu_torque_enabled"])
     def test_a_report_of_following_restarts_the_time(self, signal: str) -> None:

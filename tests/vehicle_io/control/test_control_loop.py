@@ -177,7 +177,8 @@ def test_cell_statistics_are_acted_on_only_when_e2e_valid(rig, message, field, v
     assert loop.inputs[0][field] == value
 
 
-def _engaged_and_moving(rig, db):
+def _armed_and_engaged(rig, db):
+    """Every bus armed, the nominal rest bus for 10 ticks: engaged (the loop and its rest bus)."""
     for bus in BUSES:
         rig["gate"].arm(bus)
     loop = make_loop(rig)
@@ -191,7 +192,7 @@ def test_a_stall_of_the_loop_is_not_every_ecu_falling_silent(rig, db) -> None:
     """The loop (and the receive path of its process) held up for 60 ms: the frames sent
     meanwhile are processed after the first late tick. That tick must not read as every
     message timing out (a safe stop on a busy bench PC); the next one on time sees them."""
-    loop, rest = _engaged_and_moving(rig, db)
+    loop, rest = _armed_and_engaged(rig, db)
     rig["clock"].sleep(0.06)  # held up: nothing received, nothing ticked
     loop.tick()
     assert loop.counters["stalls"] == 1
@@ -205,7 +206,7 @@ def test_a_stall_of_the_loop_is_not_every_ecu_falling_silent(rig, db) -> None:
 
 
 def test_after_a_stall_a_silent_sender_is_still_seen_one_tick_later(rig, db) -> None:
-    loop, rest = _engaged_and_moving(rig, db)
+    loop, rest = _armed_and_engaged(rig, db)
     rest.silent.add("EPS_Status")
     rig["clock"].sleep(0.06)
     rest.frames()  # everything but EPS_Status arrives during the stall
@@ -217,7 +218,7 @@ def test_after_a_stall_a_silent_sender_is_still_seen_one_tick_later(rig, db) -> 
 
 
 def test_ticks_on_time_judge_staleness_at_their_own_time(rig, db) -> None:
-    loop, rest = _engaged_and_moving(rig, db)
+    loop, rest = _armed_and_engaged(rig, db)
     rest.silent.add("EPS_Status")
     ticks = 0
     while loop.inputs[0]["to_eps_status"] == 0.0 and ticks < 10:
@@ -430,12 +431,7 @@ def test_docs_table_matches_the_code() -> None:
 
 @pytest.mark.parametrize("field", ["adc_remote_estop", "vcu_physical_estop"])
 def test_estop_signals_on_the_bus_latch_and_reset_by_bus_request(rig, db, field) -> None:
-    for bus in BUSES:
-        rig["gate"].arm(bus)
-    loop = make_loop(rig)
-    rest = RestBus(rig["gw"], rig["db"])
-    run(rig, loop, rest, 10)
-    assert loop.outputs[0]["control_allowed"] == 1
+    loop, rest = _armed_and_engaged(rig, db)
     rest.values[field] = 1
     run(rig, loop, rest, 3)
     assert loop.outputs[0]["estop_active"] == 1 and loop.outputs[0]["torque_nm"] <= 0.0

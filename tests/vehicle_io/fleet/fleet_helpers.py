@@ -156,3 +156,26 @@ def reference_by_van(fleet: dict[str, Any]) -> dict[str, dict[str, list[tuple[fl
         for rows in messages.values():
             rows.sort(key=lambda r: r[0])
     return out
+
+
+def candump_reference(lines: list[str]) -> tuple[list[tuple[int, bytes, float, str, int]], list[int], int]:
+    """What vehicle_io.candump.parse_line makes of each line: frames (id with CAN_EFF_FLAG, data,
+    timestamp (NaN when none), channel, line number), bad line numbers, skipped remote and
+    error frames. The line-by-line reference for the array parsers."""
+    from vehicle_io.candump import CAN_EFF_FLAG, LogLineError, parse_line
+
+    frames, bad, skipped = [], [], 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            f = parse_line(line)
+        except LogLineError:
+            bad.append(number)
+            continue
+        if f.is_remote_frame or f.is_error_frame:
+            skipped += 1
+            continue
+        ts = f.timestamp if f.timestamp is not None else float("nan")
+        frames.append((f.arbitration_id | (CAN_EFF_FLAG if f.is_extended_id else 0), f.data, ts, f.channel, number))
+    return frames, bad, skipped

@@ -10,31 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vehicle_io.candump import CAN_EFF_FLAG, LogLineError, parse_line
+from fleet_helpers import candump_reference
+
 from vehicle_io.fleet.parse import parse_candump_bytes, read_candump_gz, read_candump_range
 from vehicle_io.fleet.plan import aligned_ranges
 
 SAMPLE = Path(__file__).resolve().parents[3] / "vehicle_io" / "data" / "z10_sample_drive.log.gz"
-
-
-def _expected(lines: list[str]) -> tuple[list[tuple], list[int], int]:
-    """Frames (id, data, ts, channel, line), bad line numbers and skipped count, by parse_line."""
-    frames, bad, skipped = [], [], 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            f = parse_line(line)
-        except LogLineError:
-            bad.append(number)
-            continue
-        if f.is_remote_frame or f.is_error_frame:
-            skipped += 1
-            continue
-        ident = f.arbitration_id | (CAN_EFF_FLAG if f.is_extended_id else 0)
-        ts = f.timestamp if f.timestamp is not None else float("nan")
-        frames.append((ident, f.data, ts, f.channel, number))
-    return frames, bad, skipped
 
 
 def _check(text: str) -> None:
@@ -42,7 +23,7 @@ def _check(text: str) -> None:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    want, bad, skipped = _expected(lines)
+    want, bad, skipped = candump_reference(lines)
     assert len(frames) == len(want)
     for i, (ident, data, ts, channel, number) in enumerate(want):
         assert int(frames.ids[i]) == ident

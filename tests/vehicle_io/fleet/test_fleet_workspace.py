@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vehicle_io.candump import CAN_EFF_FLAG, LogLineError, parse_line
+from fleet_helpers import candump_reference
+
+from vehicle_io.candump import CAN_EFF_FLAG
 from vehicle_io.codec import BatchDecoder, DecodeWorkspace
 from vehicle_io.fleet.parse import parse_candump_bytes
 from vehicle_io.fleet.worker import chunk_workspace
@@ -76,25 +78,6 @@ def test_workspace_grows_and_reuses_its_buffers():
     assert workspace.nbytes == 10 * 4
 
 
-def _reference(lines: list[str]) -> tuple[list[tuple[int, bytes, float, str, int]], list[int], int]:
-    """Frames (id, data, timestamp, channel, line), bad line numbers, skipped frames: parse_line."""
-    frames, bad, skipped = [], [], 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            f = parse_line(line)
-        except LogLineError:
-            bad.append(number)
-            continue
-        if f.is_remote_frame or f.is_error_frame:
-            skipped += 1
-            continue
-        ts = f.timestamp if f.timestamp is not None else float("nan")
-        frames.append((f.arbitration_id | (CAN_EFF_FLAG if f.is_extended_id else 0), f.data, ts, f.channel, number))
-    return frames, bad, skipped
-
-
 _hex_pairs = st.binary(min_size=0, max_size=64).map(lambda b: b.hex().upper())
 _line = st.one_of(
     st.builds(lambda s, ch, i, sep, d, tail: f"({s:.6f}) {ch} {i}{sep}{d}{tail}",
@@ -115,7 +98,7 @@ def test_parse_into_a_dirty_workspace_equals_the_line_parser(lines):
     parse_candump_bytes(dirty.encode(), 0, workspace)
     text = "\n".join(lines) + "\n"
     frames, report = parse_candump_bytes(text.encode(), 0, workspace)
-    want, bad, skipped = _reference(lines)
+    want, bad, skipped = candump_reference(lines)
     assert len(frames) == len(want)
     for i, (ident, data, ts, channel, number) in enumerate(want):
         assert int(frames.ids[i]) == ident
@@ -138,7 +121,7 @@ def test_long_timestamps_equal_the_line_parser(stamp):
     # line parser decides every other one
     lines = [f"({stamp}) pt 123#0102", f"({stamp}) ads 12345678##1{'AB' * 12}"]
     frames, report = parse_candump_bytes(("\n".join(lines) + "\n").encode(), 0, DecodeWorkspace())
-    want, bad, _ = _reference(lines)
+    want, bad, _ = candump_reference(lines)
     assert not bad and report.bad_count == 0
     assert [float(t) for t in frames.timestamps] == [w[2] for w in want]
     assert [bytes(frames.data[i, : frames.lengths[i]]) for i in range(len(frames))] == [w[1] for w in want]
