@@ -7,6 +7,7 @@
 Buses open listen-only (recording never transmits). A live count of frames per second goes
 to stderr. Ctrl-C, SIGTERM or the end of ``--duration`` stop the receive threads first, then
 every frame already received is written before the file closes: nothing received is lost.
+Ctrl-C and SIGTERM only ask the loop to stop (a second Ctrl-C interrupts at once).
 The .log files are byte-compatible with can-utils' ``candump -l`` (see vehicle_io.logfmt).
 Exit codes: 0 recorded (also when stopped by Ctrl-C/SIGTERM), 2 usage or bus error.
 """
@@ -141,11 +142,20 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or time.strftime("z10-%Y-%m-%d_%H%M%S.log")
     writer = RotatingWriter(output, channels=list(specs), max_bytes=args.max_bytes, max_s=args.max_seconds)
     stop = threading.Event()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous: dict[int, Any] = {}
 
-    def on_term(signum: int, frame: Any) -> None:
+    def on_stop(signum: int, frame: Any) -> None:
+        # A stop request, taken where the loop checks it: a KeyboardInterrupt raised inside
+        # a write can lose the text the file object was holding (seen: one line short).
+        # The first Ctrl-C asks; the handler it replaced is back for a second one.
         stop.set()
+        if signum == signal.SIGINT and signum in previous:
+            signal.signal(signal.SIGINT, previous.pop(signal.SIGINT))
 
-    previous = signal.signal(signal.SIGTERM, on_term) if threading.current_thread() is threading.main_thread() else None
+    if threading.current_thread() is threading.main_thread():
+        for signum in handled:
+            previous[signum] = signal.signal(signum, on_stop)
     try:
         buses = open_buses(specs)
     except BaseException:
@@ -160,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
         summary = record(buses, writer, stop, duration_s=args.duration, count=args.count, progress=progress)
     finally:
         close_buses(buses.values())
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if progress is not None:
         print(file=sys.stderr)
     summary["files"] = [str(p) for p in writer.paths]
