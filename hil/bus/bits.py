@@ -482,7 +482,6 @@ def _fd_counts(arbitration_id: int, is_extended_id: bool, brs: bool, esi: bool, 
     return nominal_head + data_part + TRAILER_BITS, 0
 
 
-
 def use_kernel() -> bool:
     """Count the frames :func:`bit_counts` has not cached with the numba kernel from now on.
 
