@@ -54,7 +54,6 @@ CRC8_TABLE: npt.NDArray[np.uint8] = _build_table(CRC8_POLY)
 #: The same table as Python ints, for byte-by-byte loops in Python (a tuple index is far
 #: cheaper than a numpy element read there).
 CRC8_TABLE_INTS: tuple[int, ...] = tuple(int(v) for v in CRC8_TABLE)
-_TABLE = CRC8_TABLE_INTS
 
 
 class E2EError(VehicleIoError, ValueError):
@@ -63,7 +62,7 @@ class E2EError(VehicleIoError, ValueError):
 
 def crc8_sae_j1850(data: bytes | bytearray | memoryview | Iterable[int], crc: int = CRC8_INIT) -> int:
     """CRC8 SAE J1850 of ``data`` (init 0xFF, final xor 0xFF); check("123456789") = 0x4B."""
-    table = _TABLE
+    table = CRC8_TABLE_INTS
     for byte in bytes(data):
         crc = table[crc ^ byte]
     return crc ^ CRC8_XOROUT
@@ -76,7 +75,7 @@ def e2e_crc(data_id: int, payload: bytes | bytearray | memoryview | Iterable[int
     """
     if not 0 <= data_id <= 0xFFFF:
         raise E2EError(f"expected a 16-bit E2E data id, but got {data_id!r}")
-    table = _TABLE
+    table = CRC8_TABLE_INTS
     crc = table[CRC8_INIT ^ (data_id & 0xFF)]
     crc = table[crc ^ (data_id >> 8)]
     for byte in bytes(payload):

@@ -252,8 +252,6 @@ class _Tx:
         if self.spec is not None:
             data_id = self.spec.data_id
             self.crc_start = _CRC8_TABLE[_CRC8_TABLE[CRC8_INIT ^ (data_id & 0xFF)] ^ (data_id >> 8)]
-        # A frame per cycle, one value set, no multiplexer: SimEcu._fire's fast path.
-        self.plain = self.mux_name is None
         # Multiplexed: per page, the straight-line encoder of that page (_page_encoders).
         self.page_fns: dict[int, tuple[Any, int]] = {}
 
@@ -267,12 +265,9 @@ def _scalar_encoder(encoder: BatchEncoder, name: str) -> tuple[Any, int]:
     codec has no such encoder (the caller then always uses ``encode_one``).
     """
     try:
-        fn, count = encoder.scalar_encoder(name)
+        return encoder.scalar_encoder(name)
     except CodecError:
         return None, -1
-    if fn is None:
-        return None, -1
-    return fn, count
 
 
 class _PageDatabase:
@@ -673,7 +668,7 @@ class SimEcu:
         t_s = (tx.next_ps - self.t0_ps) / PS_PER_S
         if self.faults:
             silent, factor, overrides, freeze, bad = self._fault_state(tx, t_s)
-        elif tx.plain and _FAST_PATHS:
+        elif tx.mux_name is None and _FAST_PATHS:  # one frame per cycle, one value set
             # No fault, one frame: the same steps as below without the general machinery.
             self._send_plain(tx, t_s)
             t_ps = tx.next_ps = tx.next_ps + tx.period_ps
