@@ -98,7 +98,8 @@ _OK, _WIRE_ERROR, _ACK_ERROR = 0, 1, 2
 _DEFERRED: Any = object()
 #: The per-frame shortcuts: a frame ends inside its start when the clock shows nothing else
 #: can happen before its end (Clock._jump_to), send_data skips the general checks for a frame
-#: that passes them, arbitration with one contender skips the comparison. False takes the
+#: that passes them and queues it in place on a FIFO controller without send faults,
+#: arbitration with one contender skips the comparison. False takes the
 #: general path everywhere (tests run both and require the same traffic).
 _FAST_PATHS = True
 #: fd_padded_length(n) for n = 0..64.
@@ -541,17 +542,34 @@ class Endpoint:
                 and not (self.tx_queue_size and self.tx_pending >= self.tx_queue_size)
                 and 0 <= arbitration_id <= (0x1FFFFFFF if is_extended_id else 0x7FF)):
             size = len(data)
+            channel = self.channel
             if not is_fd:
-                if size <= 8 and not bitrate_switch:
-                    self.channel._submit(_Tx(arbitration_id, is_extended_id, False, False, False, False, size, data, self))
-                    return True
-            elif size <= 64 and self.fd and self.channel.fd:
+                if size > 8 or bitrate_switch:
+                    return False
+                tx = _Tx(arbitration_id, is_extended_id, False, False, False, False, size, data, self)
+            elif size <= 64 and self.fd and channel.fd:
                 padded = _FD_PADDED[size]
                 if padded != size:
                     data += bytes(padded - size)
-                self.channel._submit(_Tx(arbitration_id, is_extended_id, False, True, bitrate_switch, False, padded,
-                                         data, self))
+                tx = _Tx(arbitration_id, is_extended_id, False, True, bitrate_switch, False, padded, data, self)
+            else:
+                return False
+            faults = channel.faults
+            if node.priority_order or faults.cut_rules or faults.send_rules or faults.track_payloads:
+                channel._submit(tx)
                 return True
+            # Channel._submit of a FIFO controller on a bus without send faults, inlined (every
+            # ECU frame takes it): the same steps in the same order.
+            tx.seq = next(channel._tx_serial)
+            self.tx_pending += 1
+            tx.t_enq_ps = channel.clock.now_ps()
+            node.fifo.append(tx)
+            channel._pending[node] = None
+            if not channel._busy and channel._arb_handle is None:
+                channel._arb_handle = channel.clock.defer(channel._arbitrate) or _DEFERRED
+            else:
+                channel._kick()
+            return True
         return False
 
     def _send_tx(self, tx: _Tx, timeout: float | None) -> None:
@@ -1314,7 +1332,11 @@ class Channel:
         if _FAST_PATHS and len(pending) == 1 and not cut_rules:
             # One node with frames: no contest (the loop below with a single entry).
             for node in pending:
-                head = node.head()
+                if node.babble_tx is None and not node.priority_order:
+                    fifo = node.fifo
+                    head = fifo[0] if fifo else None  # node.head() of a FIFO controller
+                else:
+                    head = node.head()
                 if head is None:
                     del pending[node]
                     return

@@ -439,7 +439,8 @@ _FRAME_CACHE_SIZE = 15 * 64
 #: Take the per-frame shortcuts: SimEcu._send_plain for a message without multiplexer or
 #: fault, the codec's generated encoders called directly (per page for multiplexed messages),
 #: counter and CRC in one step from the precomputed data-id register, the whole-frame command
-#: decode cache, the supervision task rescheduled straight onto the heap. False runs the
+#: decode cache, the supervision task rescheduled straight onto the heap, the CBC's status from
+#: the van's compartment columns and the BMS's cell pages from names made once. False runs the
 #: general path everywhere: tests/hil/ecus/test_rig_fast_paths.py runs a rig both ways and
 #: requires the same wire traffic.
 _FAST_PATHS = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hil.ecus import base
 from hil.ecus.base import SimEcu
 
 __all__ = ["BmsEcu", "FAULT_CODES"]
@@ -41,6 +42,7 @@ class BmsEcu(SimEcu):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.opened_on_request = False  # contactors opened by GW_HvContactorOpenRequest
+        self._page_layouts: dict[tuple[str, int], list[tuple[float, tuple[str, ...]]]] = {}
 
     def _fault(self) -> tuple[int, int]:
         """(fault level, fault code) of the present battery state, most severe first.
@@ -135,11 +137,28 @@ class BmsEcu(SimEcu):
         else:
             values = self.van.sensor_temps_c().tolist()
             mux, fmt = "BMS_CellTempPage", "BMS_CellTemp{:02d}"
+        if not base._FAST_PATHS:
+            out = []
+            for page in range(len(values) // CELLS_PER_PAGE):
+                row: dict[str, float] = {mux: float(page)}
+                for j in range(CELLS_PER_PAGE):
+                    number = CELLS_PER_PAGE * page + j + 1
+                    row[fmt.format(number)] = values[number - 1]
+                out.append(row)
+            return out
+        key = (message, len(values))
+        layout = self._page_layouts.get(key)
+        if layout is None:
+            # Per page: its multiplexer value and the names of the multiplexer and its cells,
+            # made once (every cycle sends every page).
+            layout = self._page_layouts[key] = [
+                (float(page), (mux, *(fmt.format(CELLS_PER_PAGE * page + j + 1) for j in range(CELLS_PER_PAGE))))
+                for page in range(len(values) // CELLS_PER_PAGE)
+            ]
         out = []
-        for page in range(len(values) // CELLS_PER_PAGE):
-            row: dict[str, float] = {mux: float(page)}
-            for j in range(CELLS_PER_PAGE):
-                number = CELLS_PER_PAGE * page + j + 1
-                row[fmt.format(number)] = values[number - 1]
-            out.append(row)
+        start = 0
+        for page_value, names in layout:
+            end = start + CELLS_PER_PAGE
+            out.append(dict(zip(names, [page_value, *values[start:end]])))
+            start = end
         return out

@@ -10,8 +10,9 @@ release request is still on. Command loss clears the requests (locks keep their 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from hil.ecus import base
 from hil.ecus.base import SimEcu
 
 __all__ = ["CbcEcu"]
@@ -47,6 +48,9 @@ class CbcEcu(SimEcu):
         return [self.van.compartment(i) for i in range(1, self.n + 1)]
 
     def signals(self, message: str, t_s: float) -> dict[str, float]:
+        columns = getattr(self.van, "compartment_columns", None)  # PlantVan: each field at once
+        if columns is not None and base._FAST_PATHS:
+            return self._signals_from(columns(), message)
         comps = self._comps()
         if message == "CBC_DoorStatus":
             out = {
@@ -69,6 +73,34 @@ class CbcEcu(SimEcu):
         if message == "CBC_CompartmentWeights":
             return {name: c["weight_kg"] for name, c in zip(self._weight_names, comps)}
         out = {name: c["temp_c"] for name, c in zip(self._temp_names, comps)}  # CBC_Temperatures
+        out["CBC_AmbientTemp"] = self.van.read("in_ambient_c")
+        return out
+
+    def _signals_from(self, cols: Mapping[str, Sequence[float]], message: str) -> dict[str, float]:
+        """:meth:`signals` from the compartments' fields as columns: the same values, in the
+        same order, without a mapping per compartment."""
+        if message == "CBC_DoorStatus":
+            doors, locks, weights = cols["door_open"], cols["lock_state"], cols["weight_kg"]
+            out = {
+                "CBC_FaultLevel": 0.0,
+                "CBC_AllDoorsClosed": float(all(not door for door in doors)),
+                "CBC_AllLocked": float(all(lock == LOCK_LOCKED for lock in locks)),
+            }
+            for (door_name, lock_name, occupancy_name), door, lock, weight in zip(self._door_names, doors, locks, weights):
+                out[door_name] = float(door)
+                out[lock_name] = float(lock)
+                out[occupancy_name] = float(OCC_OCCUPIED if weight > OCCUPIED_KG else OCC_EMPTY)
+            return out
+        if message == "CBC_Payload":
+            total_kg = sum(cols["weight_kg"])
+            return {
+                "CBC_PayloadOverLimit": float(total_kg > RATED_PAYLOAD_KG),
+                "CBC_LoadCellFault": 0.0,
+                "CBC_TotalPayload": total_kg,
+            }
+        if message == "CBC_CompartmentWeights":
+            return dict(zip(self._weight_names, cols["weight_kg"]))
+        out = dict(zip(self._temp_names, cols["temp_c"]))  # CBC_Temperatures
         out["CBC_AmbientTemp"] = self.van.read("in_ambient_c")
         return out
 

@@ -30,19 +30,31 @@ class PlantVan:
         self._snap: dict[str, float] = {}
         self._comps_live = model._comps  # the live compartment records (inputs included)
         self._comp_names: tuple[str, ...] = tuple(self._comps_live.dtype.names)
-        self._cells: np.ndarray | None = None
+        self._cells: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
         self._comps: list[dict[str, Any]] | None = None
+        # The same snapshot of the compartment records as rows, and by field (made on demand).
+        self._comp_rows: list[tuple[Any, ...]] | None = None
+        self._comp_columns: dict[str, tuple[Any, ...]] | None = None
+        self._input_keys: dict[str, str] = {}  # input name -> its field in the record ("in_" + name)
+        self._input_names = frozenset(n[3:] for n in self._names if n.startswith("in_"))
+        self._step_dt_s: float | None = None  # last dt_s given to step() and its model step count
+        self._step_n = 0
         self.refresh()
 
     def refresh(self) -> None:
         """Take a new snapshot (after a model step or a change between steps)."""
         self._snap = dict(zip(self._names, self._rec.item(0)))  # the one row as a tuple
         self._cells = None
-        self._comps = None
+        self._comps = self._comp_rows = self._comp_columns = None
 
     def step(self, dt_s: float) -> None:
         """Advance the model ``dt_s`` and refresh the snapshot."""
-        self.model.step(dt_s)
+        if dt_s == self._step_dt_s:  # the rig's tick: checked once, then only the step count
+            self.model.advance_steps(self._step_n)
+        else:
+            self._step_n = self.model.steps_for(dt_s)
+            self._step_dt_s = dt_s
+            self.model.advance_steps(self._step_n)
         self.refresh()
 
     def read(self, name: str) -> float:
@@ -59,10 +71,19 @@ class PlantVan:
 
     def command(self, **inputs: float) -> None:
         snap = self._snap
+        keys = self._input_keys
         # ECUs repeat their command every cycle; only a change needs the model's checked setter.
-        changed = {name: value for name, value in inputs.items() if snap.get("in_" + name) != value}
-        if not changed:
+        for name, value in inputs.items():
+            key = keys.get(name)
+            if key is None:
+                key = "in_" + name
+                if name in self._input_names:  # only real inputs: a bad name must not grow it
+                    keys[name] = key
+            if snap.get(key) != value:
+                break
+        else:
             return
+        changed = {name: value for name, value in inputs.items() if snap.get("in_" + name) != value}
         self.model.set_inputs(changed)
         # A write is seen by readers at once (e.g. an ECU reporting what it commanded).
         row = self._rec[0]
@@ -81,13 +102,26 @@ class PlantVan:
             if all("in_" + name in names and row["in_" + name] == value for name, value in inputs.items()):
                 return
         self.model.set_compartment(number, **inputs)
-        self._comps = None
+        self._comps = self._comp_rows = self._comp_columns = None
+
+    def _compartment_rows(self) -> list[tuple[Any, ...]]:
+        if self._comp_rows is None:
+            self._comp_rows = self._comps_live.tolist()
+        return self._comp_rows
 
     def _compartments(self) -> list[dict[str, Any]]:
         if self._comps is None:
             names = self._comp_names
-            self._comps = [dict(zip(names, rec)) for rec in self._comps_live.tolist()]
+            self._comps = [dict(zip(names, rec)) for rec in self._compartment_rows()]
         return self._comps
+
+    def compartment_columns(self) -> Mapping[str, tuple[Any, ...]]:
+        """Every compartment field at the last snapshot as a tuple over the compartments
+        (compartment 1 first): the values :meth:`compartments` holds, by field, for a reader
+        that wants one quantity of every compartment (read-only, shared)."""
+        if self._comp_columns is None:
+            self._comp_columns = dict(zip(self._comp_names, zip(*self._compartment_rows())))
+        return self._comp_columns
 
     def compartments(self) -> list[Mapping[str, float]]:
         """Every compartment's state at the last snapshot, compartment 1 first (read-only, as
@@ -101,16 +135,20 @@ class PlantVan:
             raise EcuConfigError(f"compartment number: expected 1..{len(comps)}, but got {number!r}")
         return comps[number - 1]
 
-    def _cell_records(self) -> np.ndarray:
+    def _cell_records(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(measured cell voltages, cell temperatures as the sensors see them), taken at the
+        first read after a snapshot: only the two quantities the BMS reports, not a copy of
+        every cell record."""
         if self._cells is None:
-            self._cells = self.model.cells
+            live = self.model._cells
+            self._cells = (np.array(live["measured_v"], dtype=np.float64),
+                           np.asarray(live["temp_c"] + live["temp_offset_c"], dtype=np.float64))
         return self._cells
 
     def cell_voltages_v(self) -> npt.NDArray[np.float64]:
-        return np.asarray(self._cell_records()["measured_v"], dtype=np.float64)
+        return self._cell_records()[0].copy()
 
     def sensor_temps_c(self) -> npt.NDArray[np.float64]:
-        cells = self._cell_records()
-        t = np.asarray(cells["temp_c"] + cells["temp_offset_c"], dtype=np.float64)
+        t = self._cell_records()[1]
         # A sensor between its cells reads the hottest of them (as the plant's BMS view does).
         return t.reshape(-1, self._per_sensor).max(axis=1)

@@ -286,8 +286,8 @@ class Van:
         """Recompute the derived outputs after a change made between steps."""
         K.van_refresh(*self._args())
 
-    def step(self, dt_s: float, inputs: Mapping[str, Any] | None = None) -> VanOutputs:
-        """Apply ``inputs`` (if any) and advance ``dt_s``, a whole number of fixed steps."""
+    def steps_for(self, dt_s: float) -> int:
+        """How many fixed model steps ``dt_s`` is (PlantInputError unless a positive multiple)."""
         step_s = self.params.step_s
         dt = float(dt_s) if isinstance(dt_s, (int, float, np.integer, np.floating)) else math.nan
         n = round(dt / step_s) if math.isfinite(dt) and dt < 1e7 else 0
@@ -295,10 +295,22 @@ class Van:
             raise self._reject(
                 f"dt_s: expected a positive multiple of the {step_s} s model step, but got {dt_s!r}"
             )
+        return n
+
+    def step(self, dt_s: float, inputs: Mapping[str, Any] | None = None) -> VanOutputs:
+        """Apply ``inputs`` (if any) and advance ``dt_s``, a whole number of fixed steps."""
+        n = self.steps_for(dt_s)
         if inputs:
             self.set_inputs(inputs)
         K.van_step(*self._args(), n)
         return self.outputs
+
+    def advance_steps(self, n_steps: int) -> None:
+        """Advance ``n_steps`` fixed model steps (a count :meth:`steps_for` gave): the rig's
+        per-tick call, without re-checking the same ``dt_s`` every tick."""
+        if type(n_steps) is not int or n_steps < 1:
+            raise self._reject(f"n_steps: expected a whole number of model steps >= 1, but got {n_steps!r}")
+        K.van_step(*self._args(), n_steps)
 
     # ------------------------------------------------------------------ views
     @property

@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from hil.ecus import base
 from hil.ecus.base import _DECODE_CACHE_SIZE, _Rx
 from vehicle_io import load_database
 from vehicle_io.e2e import E2ESpec, protect
@@ -229,3 +230,55 @@ def test_cbc_reads_the_compartments_it_would_read_one_by_one(make_rig) -> None:
     cbc = rig.ecu("CBC")
     rig.run_for(0.1)
     assert cbc._comps() == [rig.van.compartment(i) for i in range(1, cbc.n + 1)]
+
+
+def _busy_cargo_bay(rig) -> None:
+    """Loads, an open door and an unlocked compartment: every CBC signal away from its rest."""
+    model = rig.van.model
+    model.set_payload({1: 12.5, 2: 0.3, 4: 250.0, 6: 1.0})
+    model.force_door_open(3)
+    rig.van.command_compartment(5, lock_request=2)
+    rig.run_for(0.6)
+
+
+def test_cbc_status_from_columns_equals_the_per_compartment_path(make_rig, monkeypatch) -> None:
+    rig = make_rig(seed=4, clock="sim")
+    cbc = rig.ecu("CBC")
+    _busy_cargo_bay(rig)
+    for name in cbc.messages:
+        fast = cbc.signals(name, 0.0)
+        with monkeypatch.context() as m:
+            m.setattr(base, "_FAST_PATHS", False)
+            general = cbc.signals(name, 0.0)
+        assert fast == general, name
+        assert list(fast) == list(general), name  # the same order too
+        assert [type(v) for v in fast.values()] == [type(v) for v in general.values()], name
+    columns = rig.van.compartment_columns()
+    assert columns["door_open"][2] == 1 and columns["weight_kg"][3] == rig.van.compartment(4)["weight_kg"]
+
+
+def test_compartment_columns_follow_a_command_between_steps(make_rig) -> None:
+    rig = make_rig(seed=4, clock="sim")
+    rig.run_for(0.05)
+    before = rig.van.compartment_columns()["in_lock_request"]
+    rig.van.command_compartment(2, lock_request=2)
+    after = rig.van.compartment_columns()["in_lock_request"]
+    assert before[1] != 2 and after[1] == 2
+    assert after == tuple(rig.van.compartment(i)["in_lock_request"] for i in range(1, rig.van.n_compartments + 1))
+
+
+def test_bms_pages_equal_the_general_path(make_rig, monkeypatch) -> None:
+    rig = make_rig(seed=6, clock="sim")
+    rig.van.model.set_cell_voltage_offset(7, 0.25)
+    rig.van.model.set_cell_temp_offset(40, 12.0)
+    rig.run_for(0.3)
+    bms = rig.ecu("BMS")
+    for name in ("BMS_CellVoltages", "BMS_CellTemps"):
+        fast = bms.pages(name, 0.0)
+        with monkeypatch.context() as m:
+            m.setattr(base, "_FAST_PATHS", False)
+            general = bms.pages(name, 0.0)
+        assert fast == general, name
+        assert [list(row) for row in fast] == [list(row) for row in general], name
+    voltages = bms.pages("BMS_CellVoltages", 0.0)
+    assert voltages[1]["BMS_CellVoltage007"] == pytest.approx(rig.van.model.cells["measured_v"][6])
