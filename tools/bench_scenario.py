@@ -96,10 +96,12 @@ class _Probe:
 
 class _Split:
     """Time spent per 10 ms tick in the runner's four parts: the rig (van, ECUs, buses) up to
-    the tick, the gateway's receive path (``_feed``: drain each bus, decode, check, store), the
+    the tick, the gateway's receive path (drain the buses, decode, check, store), the
     gateway's deadline checks and the control loop's tick (snapshot, kernel, encode, send;
-    the send includes the rig's submit of the frame). The rest is the runner itself (actions,
-    samplers). Each wrapped call costs ~0.2 us more than it would unwrapped."""
+    the send includes the rig's submit of the frame). A runner that fuses the deadline checks
+    into the control tick (``ControlLoop.tick(check_deadlines=True)``) shows them there and 0 us
+    under "gateway deadlines". The rest is the runner itself (actions, samplers). Each wrapped
+    call costs ~0.2 us more than it would unwrapped."""
 
     def __init__(self) -> None:
         from hil.rig import Rig
@@ -107,7 +109,10 @@ class _Split:
         from vehicle_io.control.loop import ControlLoop
         from vehicle_io.gateway import Gateway
 
-        self.targets = [(Rig, "run_until", "rig"), (runner, "_feed", "gateway receive"),
+        # The receive path: runner._Receiver.feed (all buses in one call) where the runner has
+        # it, else runner._feed (one call per bus).
+        receive = (runner._Receiver, "feed") if hasattr(runner, "_Receiver") else (runner, "_feed")
+        self.targets = [(Rig, "run_until", "rig"), (*receive, "gateway receive"),
                         (Gateway, "check_deadlines", "gateway deadlines"), (ControlLoop, "tick", "control tick")]
         self.spent = dict.fromkeys([label for _, _, label in self.targets], 0.0)
         self.ticks = 0

@@ -463,3 +463,70 @@ def ingest_decoded(  # type: ignore[no-untyped-def]
         slot_message, valid,
     )
     return accepted, went_stale, 0
+
+
+@njit(cache=True)
+def any_due(next_deadline, now):  # type: ignore[no-untyped-def]
+    """Whether any ``next_deadline[m] <= now`` (NaN: never), without a temporary array."""
+    for m in range(next_deadline.shape[0]):
+        if next_deadline[m] <= now:
+            return True
+    return False
+
+
+@njit(cache=True)
+def snapshot_into(  # type: ignore[no-untyped-def]
+    now, pool_i64, pool_f64, pool_u8, sm_state, e2e_msg_index, n_msg,
+    value, timestamp, valid, last_rx_out, stale_out, message_valid_out, e2e_state,
+):
+    """The store's snapshot step in one call: :func:`refresh_validity` at ``now``, then copies.
+
+    The pools are the store's (layout: :func:`ingest_decoded`); the outputs a Snapshot's
+    arrays. ``e2e_state[m]`` is ``sm_state`` of protected message m (at ``e2e_msg_index``),
+    0 for the others. Returns the number of messages that went stale.
+    """
+    n_sig = pool_f64.shape[0] // 2 - n_msg
+    e2e_slot = pool_i64[:n_msg]
+    slot_message = pool_i64[4 * n_msg:]
+    stale_after = pool_f64[:n_msg]
+    last_rx = pool_f64[n_msg:2 * n_msg]
+    received = pool_u8[:n_msg]
+    stale = pool_u8[n_msg:2 * n_msg]
+    message_valid = pool_u8[2 * n_msg:3 * n_msg]
+    has_value = pool_u8[3 * n_msg:3 * n_msg + n_sig]
+    valid_in = pool_u8[3 * n_msg + n_sig:]
+    went_stale = refresh_validity(
+        now, last_rx, stale_after, received, stale, e2e_slot, sm_state, message_valid, has_value,
+        slot_message, valid_in,
+    )
+    for s in range(n_sig):
+        value[s] = pool_f64[2 * n_msg + s]
+        timestamp[s] = pool_f64[2 * n_msg + n_sig + s]
+        valid[s] = valid_in[s]
+    for m in range(n_msg):
+        last_rx_out[m] = last_rx[m]
+        stale_out[m] = stale[m]
+        message_valid_out[m] = message_valid[m]
+        e2e_state[m] = 0
+    for k in range(e2e_msg_index.shape[0]):
+        e2e_state[e2e_msg_index[k]] = sm_state[k]
+    return went_stale
+
+
+@njit(cache=True)
+def gather_inputs(  # type: ignore[no-untyped-def]
+    value, message_valid, stale, last_rx, slots, messages, flat, ok_offset, to_offset,
+):
+    """A control input vector from a snapshot's arrays, in one call.
+
+    ``flat[i] = value[slots[i]]``; for watched message j (layout index ``messages[j]``):
+    ``flat[ok_offset + j]`` its validity (0/1), ``flat[to_offset + j]`` 1.0 when it is stale
+    or was never received (NaN receive time), else 0.0.
+    """
+    for i in range(slots.shape[0]):
+        flat[i] = value[slots[i]]
+    for j in range(messages.shape[0]):
+        m = messages[j]
+        flat[ok_offset + j] = message_valid[m]
+        t = last_rx[m]
+        flat[to_offset + j] = 1.0 if stale[m] != 0 or t != t else 0.0

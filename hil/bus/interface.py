@@ -146,6 +146,16 @@ class HilBus(BusABC):
         """Queue ``msg`` at the current bus time (see :meth:`hil.bus.channel.Endpoint.send`)."""
         self._endpoint.send(msg, timeout)
 
+    def send_data(self, arbitration_id: int, data: bytes, *, is_extended_id: bool = False, is_fd: bool = False,
+                  bitrate_switch: bool = False, timeout: float | None = None) -> None:
+        """:meth:`send` of ``can.Message(arbitration_id=..., data=data, ...)`` without building it.
+
+        The same checks, errors and timing (:meth:`hil.bus.channel.Endpoint.send_data`); the
+        gateway's transmit path uses it when a bus offers it.
+        """
+        self._endpoint.send_data(arbitration_id, data, is_extended_id=is_extended_id, is_fd=is_fd,
+                                 bitrate_switch=bitrate_switch, timeout=timeout)
+
     def shutdown(self) -> None:
         """Detach from the channel and stop periodic tasks; safe to call more than once."""
         super().shutdown()

@@ -1,8 +1,9 @@
 """Run a scenario: rig (SimClock) + Gateway + ControlLoop at 100 Hz, all on simulated time.
 
 The rig is stepped in 10 ms increments; between steps the frames the gateway's three buses
-received are fed to ``Gateway.process_batch`` (receive time = frame end on the bus clock),
-deadlines are checked and the control loop ticks once. Nothing runs on a thread, so the same
+received are fed to the gateway (``Gateway.process_multi``: all buses in one call; receive
+time = frame end on the bus clock), deadlines are checked and the control loop ticks once
+(one call: ``ControlLoop.tick(check_deadlines=True)``). Nothing runs on a thread, so the same
 scenario and seed give the same report.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from hil.bus.batch import drain_all
 from hil.scenario.model import EPBS, GEARS, Action, Expectation, Scenario, ScenarioError, load_scenario
 from vehicle_io.candump import pack_payloads
 
@@ -82,6 +84,37 @@ def _feed(gw: Any, name: str, bus: Any) -> None:
     gw.process_batch(name, ids, data, lengths, times)
 
 
+class _Receiver:
+    """Feeds the gateway every frame its buses received since the last tick.
+
+    When every bus is a hilbus bus, the frames of all buses go in as one batch
+    (:func:`hil.bus.batch.drain_all`, :meth:`Gateway.process_multi`): one call per tick
+    instead of one per bus, the same result as :func:`_feed` of each bus in order (the
+    general path, taken for any other bus).
+    """
+
+    def __init__(self, gw: Any, buses: dict[str, Any]) -> None:
+        self.gw = gw
+        self.buses = buses
+        self.names = tuple(buses)
+        endpoints = [getattr(bus, "endpoint", None) for bus in buses.values()]
+        self.direct = bool(endpoints) and all(e is not None and hasattr(e, "collect") for e in endpoints)
+        self._endpoints = endpoints
+        self._sinks: list[Any] | None = None
+
+    def feed(self) -> None:
+        if not self.direct:
+            for name, bus in self.buses.items():
+                _feed(self.gw, name, bus)
+            return
+        sinks = self._sinks
+        if sinks is None:  # switched at the first tick, where _feed switches them
+            sinks = self._sinks = [e.collect() for e in self._endpoints]
+        (ids, data, lengths, times), counts = drain_all(sinks)
+        if ids.shape[0]:
+            self.gw.process_multi(self.names, counts, ids, data, lengths, times)
+
+
 def _apply(action: Action, rig: Any, loop: Any, pending: list[Action]) -> None:
     p = action.params
     model = rig.van.model
@@ -117,6 +150,12 @@ def _sampler(rig: Any, signal: str) -> Callable[[Any], float]:
     van = rig.van
     if signal == "doors_open":
         numbers = range(1, int(van.param("compartments")) + 1)
+        if len(van.compartments()) >= len(numbers):
+            def doors_open(out: Any) -> float:
+                comps = van.compartments()  # one list per read: the mappings compartment(k) gives
+                return float(sum([comps[k - 1]["door_open"] for k in numbers]))
+
+            return doors_open
         return lambda out: float(sum(van.compartment(k)["door_open"] for k in numbers))
     if signal.startswith("van."):
         name = signal[4:]
@@ -126,7 +165,15 @@ def _sampler(rig: Any, signal: str) -> Callable[[Any], float]:
         index = int(number)
         return lambda out: float(van.compartment(index)[key])
     field = signal[3:]
-    return lambda out: float(out[field][0])
+    # The loop hands back the same output record every tick: keep a view of the field.
+    held: list[Any] = [None, None]
+
+    def read_output(out: Any) -> float:
+        if held[0] is not out:
+            held[0], held[1] = out, out[field]
+        return float(held[1][0])
+
+    return read_output
 
 
 def _bus_event_recorder(rig: Any, out: list[dict[str, Any]]) -> Any:
@@ -261,6 +308,7 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0, *,
         gw = Gateway(buses, rig.db, clock=now, transmit_gate=gate, start=False)
         loop = ControlLoop(gw, period_s=PERIOD_S, clock=now)
         adc = rig.ecu("ADC")
+        receiver = _Receiver(gw, buses)
         rig.start()
         signals = sorted({x for e in sc.expectations for x in (e.signal, e.when_signal) if x}
                          | set(TIMESERIES))
@@ -290,11 +338,9 @@ def run_scenario(scenario: str | Path | Scenario, seed: int = 0, *,
                 if not a.do.startswith("_"):
                     action_events.append({"t": round(t_s, 6), "code": f"SCN_{a.do.upper()}", "action": a.do,
                                           **_plain(a.params)})
-            for name, bus in buses.items():
-                _feed(gw, name, bus)
-            t_now = now()
-            gw.check_deadlines(t_now)
-            out = loop.tick(t_now)
+            receiver.feed()
+            # The gateway's deadline checks, then the loop's tick, at the same time (one call).
+            out = loop.tick(now(), check_deadlines=True)
             times[k] = t_s
             for column, read in readers:
                 column[k] = read(out)

@@ -9,13 +9,14 @@ One :meth:`ControlLoop.tick`:
    record; interlocks decide before any command is built;
 3. interlock flag changes become events ``(t_s, code, action)`` in :attr:`ControlLoop.events`
    and bits / active fault codes in GW_Status;
-4. due messages are encoded with :class:`~vehicle_io.codec.BatchEncoder` and sent through
-   :meth:`Gateway.send_payload` (the gate checks every frame: armed bus and allowlist; E2E
-   counter and CRC) - only on buses the gateway's transmit gate has armed (default deny:
-   nothing is even built for a listen-only bus). A message's values are rebuilt only when
-   the output bytes they depend on changed, equal values reuse the last payload, and
-   GW_Status is encoded once per change with its uptime patched in: the frames are those of
-   :meth:`ControlLoop.frames` encoded anew (tests/vehicle_io/control/test_transmit_fast_path.py).
+4. due messages are encoded with :class:`~vehicle_io.codec.BatchEncoder` and sent in one
+   :meth:`Gateway.send_many` call (per frame what :meth:`Gateway.send_data` does: the gate
+   checks every frame: armed bus and allowlist; E2E counter and CRC) - only on buses the
+   gateway's transmit gate has armed (default deny: nothing is even built for a listen-only
+   bus). A message's values are rebuilt only when the output bytes they depend on changed,
+   equal values reuse the last payload, and GW_Status is encoded once per change with its
+   uptime patched in: the frames are those of :meth:`ControlLoop.frames` encoded anew
+   (tests/vehicle_io/control/test_transmit_fast_path.py).
 
 Nothing in a tick raises: encode and transmit refusals are counted in :attr:`counters`
 with the last error text. :meth:`run` is the real-time runner at a fixed period with an
@@ -33,7 +34,6 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import can
 import numpy as np
 import numpy.typing as npt
 
@@ -207,9 +207,42 @@ class InputMap:
             )
         except LayoutError as err:
             raise ControlConfigError(f"control loop: the gateway's database lacks an input: {err}") from err
+        from vehicle_io import _e2e_kernels
+
+        self._gather = _e2e_kernels.gather_inputs
+        self._fits: tuple[Any, ...] | None = None  # the arrays of the last call the kernel took
+
+    def warm_up(self) -> None:
+        """Compile or load the gather kernel now (the types fill() passes it)."""
+        f8, u1, none = np.zeros(1), np.zeros(1, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+        self._gather(f8, u1, u1, f8, none, none, np.zeros(1), 0, 0)
 
     def fill(self, snap: Snapshot, flat: npt.NDArray[np.float64]) -> None:
         """Write signal values and message validity of ``snap`` into the input record's view."""
+        arrays = (snap.value, snap.message_valid, snap.message_stale, snap.message_last_rx_s, flat)
+        fits = self._fits
+        if (fits is not None and all(a is b for a, b in zip(arrays, fits))) or self._kernel_fits(arrays):
+            # One kernel call, the same values as the numpy gathers below.
+            self._gather(snap.value, snap.message_valid, snap.message_stale, snap.message_last_rx_s,
+                         self.signal_slots, self.message_index, flat, L.OK_OFFSET, L.TO_OFFSET)
+            return
+        self.fill_numpy(snap, flat)
+
+    def _kernel_fits(self, arrays: tuple[Any, ...]) -> bool:
+        """Arrays of the types the gather kernel is compiled for (a store snapshot, the input record)."""
+        value, valid, stale, last_rx, flat = arrays
+        want = ((value, np.float64), (valid, np.uint8), (stale, np.uint8), (last_rx, np.float64), (flat, np.float64))
+        ok = all(type(a) is np.ndarray and a.ndim == 1 and a.dtype == dt and a.flags.c_contiguous for a, dt in want)
+        ok = ok and flat.flags.writeable and flat.shape[0] >= L.TO_OFFSET + L.N_WATCHED
+        ok = ok and valid.shape == stale.shape == last_rx.shape
+        for index, size in ((self.message_index, valid.shape[0]), (self.signal_slots, value.shape[0])):
+            ok = ok and bool(index.size == 0 or (0 <= int(index.min()) and int(index.max()) < size))
+        if ok:
+            self._fits = arrays
+        return ok
+
+    def fill_numpy(self, snap: Snapshot, flat: npt.NDArray[np.float64]) -> None:
+        """:meth:`fill` with numpy (the general path: any array types)."""
         # Array methods, not np.take & co.: the wrappers cost as much as the gathers here.
         snap.value.take(self.signal_slots, out=flat[: L.N_SIGNAL_INPUTS])
         m = self.message_index
@@ -288,9 +321,14 @@ class ControlLoop:
     def warm_up(self) -> None:
         """Compile or load the kernels now, so the first tick has no compile pause."""
         self._k.warm_up(self.state, self.inputs, self.outputs, self.thr)
+        self.input_map.warm_up()
 
-    def tick(self, now_s: float | None = None) -> npt.NDArray[np.void]:
-        """One period: snapshot, kernel, events, transmit. Returns the output record."""
+    def tick(self, now_s: float | None = None, *, check_deadlines: bool = False) -> npt.NDArray[np.void]:
+        """One period: snapshot, kernel, events, transmit. Returns the output record.
+
+        ``check_deadlines``: first the gateway's :meth:`~vehicle_io.gateway.Gateway.check_deadlines`
+        at the tick's time, fused with the tick's snapshot (the same result as calling both).
+        """
         now = self.clock() if now_s is None else float(now_s)
         if self._t0 is None:
             self._t0 = now
@@ -303,7 +341,10 @@ class ControlLoop:
             # sender that really stopped is seen at most one stall later.
             stale_at = self._last_t + self.period_s
             self.counters["stalls"] += 1
-        self._snap = self.gateway.store.snapshot(stale_at, out=self._snap)
+        if check_deadlines:
+            self._snap = self.gateway.snapshot(stale_at, self._snap, deadlines_s=now)
+        else:
+            self._snap = self.gateway.store.snapshot(stale_at, out=self._snap)
         self.input_map.fill(self._snap, self._flat)
         # Fields written through the float64 view of the input record: a record field access
         # costs several times a flat element's.
@@ -479,8 +520,11 @@ class ControlLoop:
         raw = self.outputs.tobytes()
         armed_any = bool(armed)
         y: tuple[Any, ...] | None = None
-        send = self.gateway.send_payload
         counters = self.counters
+        frames = []
+        sent_tx = []
+        # Per due message in order: the error text of its encode or send, for last_error.
+        errors: list[str | None] = []
         for tx in due:
             name = tx.name
             next_send[name] = max(next_send[name] + tx.cycle_s, now + 0.5 * tx.cycle_s)
@@ -500,17 +544,24 @@ class ControlLoop:
                     tx.key, tx.values = key, self._values(name, y, [], armed_any)
                 payload = self._payload(tx, tx.values)  # type: ignore[arg-type]
             if payload is None:
+                errors.append(self.last_error)
                 continue
-            try:
-                send(tx.bus, tx.frame_id, tx.extended, payload, tx.is_fd)
-            except TransmitBlocked as err:
-                counters["blocked"] += 1
-                self.last_error = f"send {name}: {err}"
-            except can.CanError as err:
-                counters["send_error"] += 1
-                self.last_error = f"send {name}: {err}"
-            else:
+            errors.append(None)
+            frames.append((tx.bus, tx.frame_id, tx.extended, payload, tx.is_fd))
+            sent_tx.append((len(errors) - 1, name))
+        if not frames:
+            return
+        # One call for the tick's frames; the same refusals and accounting as one send each.
+        for (at, name), err in zip(sent_tx, self.gateway.send_many(frames)):
+            if err is None:
                 counters["sent"] += 1
+                continue
+            counters["blocked" if isinstance(err, TransmitBlocked) else "send_error"] += 1
+            errors[at] = f"send {name}: {err}"
+        for text in reversed(errors):  # the last error in message order, as one send at a time leaves it
+            if text is not None:
+                self.last_error = text
+                break
 
     def _payload(self, tx: _Tx, values: dict[str, float]) -> bytes | None:
         """``values`` encoded (the last payload if they did not change); None: counted error."""

@@ -37,16 +37,16 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import can
 import numpy as np
 import numpy.typing as npt
 
-from vehicle_io.e2e import COUNTER_MODULO, E2EConfig, E2ESpec, protect
+from vehicle_io.e2e import COUNTER_MODULO, CRC8_TABLE, E2EConfig, E2ESpec, protect
 from vehicle_io.errors import BusConfigError, TransmitBlocked, VehicleIoError
 from vehicle_io.gateway.recorder import FLAG_BRS, FLAG_ESI, FLAG_FD, FLAG_TX, BlackBox, TrafficRecorder
 from vehicle_io.gateway.routing import RouteRule, Router
@@ -61,7 +61,9 @@ from vehicle_io.gateway.store import (
     R_UNKNOWN_ID,
     R_UNSUPPORTED,
     REJECT_REASONS,
+    _VERDICT,
     SignalStore,
+    Snapshot,
     StoreLayout,
 )
 from vehicle_io.gateway.transmit import TransmitGate
@@ -85,6 +87,8 @@ _CODEC_REASON = np.full(256, R_UNSUPPORTED, dtype=np.uint8)
 _CODEC_REASON[:5] = (ACCEPT, R_UNKNOWN_ID, R_TOO_SHORT, R_BAD_MUX, R_UNSUPPORTED)
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
+#: Rows of one bus that process_multi's one-call path takes (its scratch is sized for it).
+_MULTI_MAX_ROWS = 256
 #: Up to this many rows a batch's max is taken in Python (cheaper than a numpy reduction).
 _SMALL_N = 64
 _ACCEPTS = np.full(_SMALL_N, ACCEPT, dtype=np.uint8)
@@ -94,6 +98,8 @@ _DT_U32 = np.dtype(np.uint32)
 _DT_F64 = np.dtype(np.float64)
 _C_WRITEABLE = 0x1 | 0x400  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE
 
+_UNRESOLVED = object()
+
 _LIVE: weakref.WeakSet[Gateway] = weakref.WeakSet()
 
 
@@ -102,6 +108,18 @@ def _shutdown_live_gateways() -> None:
     # A Ctrl-C that escapes without a ``with`` still flushes the recordings.
     for gateway in list(_LIVE):
         gateway.shutdown()
+
+
+class _MultiPlan(NamedTuple):
+    """Gateway.process_multi's one-call path for a tuple of buses (see Gateway._multi_plan)."""
+
+    tab: npt.NDArray[np.int64]  # receive_segments' table, one row per bus
+    out: npt.NDArray[np.int64]  # its per-segment results
+    now: npt.NDArray[np.float64]  # its per-segment clock readings
+    views: dict[str, tuple[np.ndarray, ...]]  # per bus: counts, out_base, values, status, row_msg
+    dmaps: dict[str, Any]
+    pools: tuple[np.ndarray, ...]  # i64, i32, u32, u64, f64, u8
+    counters: list[Any]  # [the store's counter rows of the buses, once every bus has one]
 
 
 class GatewayInputError(VehicleIoError, ValueError):
@@ -218,6 +236,9 @@ class Gateway:
         self._index_maps: dict[str, dict[str, int]] = {}
         self._split: dict[str, Any] | None = None
         self._tx_specs = self._build_tx_specs()
+        #: per bus: its ``send_data`` (a bus that takes frames as fields) or None
+        self._direct_senders: dict[str, Any] = {}
+        self._multi_plans: dict[tuple[str, ...], _MultiPlan | None] = {}
         self._db_buses = {info.bus for info in self.layout.messages if info.bus}
         self._errors: dict[str, int] = {}
         self._last_error: str | None = None
@@ -370,6 +391,20 @@ class Gateway:
             np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8), R_UNKNOWN_ID,
         )
         self.store.warm_up()
+        plan = self._multi_plan(tuple(self._buses)) if self._buses else None
+        if plan is not None:
+            self._multi_plans[tuple(self._buses)] = plan
+            store = self.store
+            bank = store.e2e
+            _kernels.receive_segments(
+                np.zeros((0, 27), dtype=np.int64), ids, np.zeros((1, MAX_DATA), dtype=np.uint8),
+                np.zeros(1, dtype=np.uint8), np.zeros(1), np.zeros(1, dtype=np.uint8), np.zeros(0),
+                np.zeros((0, 3), dtype=np.int64), _CODEC_REASON, np.zeros((0, 2 + len(REJECT_REASONS)), dtype=np.int64),
+                *plan.pools, store._msg_index_buf, store._position_buf, store._pool_i64, store._pool_f64,
+                store._pool_u8, store.msg_rejected, _VERDICT, store._codes, CRC8_TABLE, bank.spec, bank.cfg,
+                bank.last_counter, bank.sm_state, bank.window, bank.top, bank.status_counts, bank.cycle_s,
+                bank.deadline_factor, bank.next_deadline_s,
+            )
 
     # ------------------------------------------------------------------ receive path
     def _run(self) -> None:
@@ -517,6 +552,219 @@ class Gateway:
             reason[too_long] = R_BAD_LENGTH
             lengths = np.where(too_long, 0, lengths).astype(np.uint8)
         return self._process(bus, ids, data, lengths, timestamps, reason, None, None, None, owned=True)
+
+    def process_multi(
+        self,
+        buses: Sequence[str],
+        counts: Sequence[int],
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        timestamps: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.uint8]:
+        """:meth:`process_frames` of several buses' frames in one batch (handed over likewise).
+
+        Rows ``sum(counts[:i])`` to ``sum(counts[:i + 1])`` are the frames of ``buses[i]``; the
+        result (store, counters, black box, recording, the per-row verdicts returned) is that
+        of :meth:`process_frames` of each bus's rows in order. The usual case (plain 11-bit
+        data frames, buses decoded through store maps, no commit hooks or routes) is one
+        kernel call for every bus; anything else takes :meth:`process_frames` per bus.
+        """
+        n = ids.shape[0] if isinstance(ids, np.ndarray) and ids.ndim == 1 else -1
+        sizes = [int(c) for c in counts]
+        if len(sizes) != len(buses) or any(c < 0 for c in sizes) or sum(sizes) != n:
+            raise GatewayInputError(
+                f"process_multi: expected one non-negative count per bus ({len(buses)}) adding up to the "
+                f"{max(n, 0)} rows, but got {sizes}"
+            )
+        if not (
+            (ids.dtype is _DT_U32 or ids.dtype == np.uint32)
+            and isinstance(data, np.ndarray) and (data.dtype is _DT_U8 or data.dtype == np.uint8)
+            and data.shape == (n, MAX_DATA) and data.flags.num & _C_WRITEABLE == _C_WRITEABLE
+            and isinstance(lengths, np.ndarray) and (lengths.dtype is _DT_U8 or lengths.dtype == np.uint8)
+            and lengths.shape == (n,)
+            and isinstance(timestamps, np.ndarray) and (timestamps.dtype is _DT_F64 or timestamps.dtype == np.float64)
+            and timestamps.shape == (n,)
+        ):
+            raise GatewayInputError(
+                "process_multi: expected ids uint32[N], data uint8[N, 64] (C order, writeable), lengths "
+                f"uint8[N], timestamps float64[N], but got {_describe(ids)}, {_describe(data)}, "
+                f"{_describe(lengths)}, {_describe(timestamps)}"
+            )
+        names = tuple(buses)
+        plan = None
+        if (n and not self._commit_hooks and not self.router.rules and max(sizes) <= _MULTI_MAX_ROWS
+                and (max(ids.tolist()) if n <= _SMALL_N else int(ids.max())) <= CAN_SFF_MASK
+                and (max(lengths.tobytes()) if n <= _SMALL_N else int(lengths.max())) <= MAX_DATA):
+            plan = self._multi_plans.get(names, _UNRESOLVED)
+            if plan is _UNRESOLVED:
+                plan = self._multi_plans[names] = self._multi_plan(names)
+        if plan is None:
+            reason = np.empty(n, dtype=np.uint8)
+            at = 0
+            for bus, size in zip(names, sizes):
+                stop = at + size
+                reason[at:stop] = self.process_frames(bus, ids[at:stop], data[at:stop], lengths[at:stop],
+                                                      timestamps[at:stop])
+                at = stop
+            return reason
+        return self._process_multi(plan, names, sizes, ids, data, lengths, timestamps)
+
+    def _multi_plan(self, buses: tuple[str, ...]) -> _MultiPlan | None:
+        """Pooled decoder tables and scratch of ``buses`` for receive_segments (None: a bus the
+        one-call path does not cover: no store map, or a message only the Python path stores)."""
+        entries = {}
+        for bus in dict.fromkeys(buses):
+            decoder, dmap = self._receive_map(bus)
+            if dmap is None or bool((dmap.lay_mode == 2).any()):
+                return None
+            entries[bus] = (decoder, dmap)
+        kinds = {"i64": np.int64, "i32": np.int32, "u32": np.uint32, "u64": np.uint64, "f64": np.float64,
+                 "u8": np.uint8}
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+        size = dict.fromkeys(kinds, 0)
+
+        def put(kind: str, arr: np.ndarray) -> list[int]:
+            flat = np.ascontiguousarray(arr, dtype=kinds[kind]).ravel()
+            lo = size[kind]
+            parts[kind].append(flat)
+            size[kind] = lo + flat.shape[0]
+            return [lo, size[kind]]
+
+        columns: dict[str, list[int]] = {}
+        for bus, (decoder, dmap) in entries.items():
+            plan_pool, std_table, ext_keys, ext_msg, slot_mask, slot_f = decoder._static
+            status, row_msg, out_i64, out_u64, values = decoder._buffers(_MULTI_MAX_ROWS).kernel
+            # receive_segments' table columns 2..25, in its order.
+            columns[bus] = (put("i64", plan_pool) + put("i64", out_i64) + put("i64", dmap.pool)
+                            + put("i32", std_table) + put("i32", ext_msg) + put("i32", row_msg)
+                            + put("u32", ext_keys) + put("u64", slot_mask) + put("u64", out_u64)
+                            + put("f64", slot_f) + put("f64", values) + put("u8", status))
+        g = tuple(np.concatenate(parts[k]) if parts[k] else np.zeros(0, kinds[k]) for k in kinds)
+        g_i64, g_i32, _, _, g_f64, g_u8 = g
+        views: dict[str, tuple[np.ndarray, ...]] = {}
+        for bus, c in columns.items():
+            n_msg = int(g_i64[c[0]])
+            out_i64 = g_i64[c[2]:c[3]]
+            # What the Python store path reads of a segment's decode (FlatDecode fields).
+            views[bus] = (out_i64[:n_msg], out_i64[2 * n_msg:3 * n_msg], g_f64[c[20]:c[21]], g_u8[c[22]:c[23]],
+                          g_i32[c[10]:c[11]])
+        tab = np.zeros((len(buses), 27), dtype=np.int64)
+        for k, bus in enumerate(buses):
+            tab[k, 2:26] = columns[bus]
+        dmaps = {bus: dmap for bus, (_, dmap) in entries.items()}
+        return _MultiPlan(tab, np.zeros((len(buses), 3), dtype=np.int64), np.zeros(len(buses)), views, dmaps, g,
+                          [None])
+
+    def _process_multi(
+        self,
+        plan: _MultiPlan,
+        buses: tuple[str, ...],
+        sizes: list[int],
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+        timestamps: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.uint8]:
+        n = ids.shape[0]
+        reason = _ACCEPTS[:n].copy() if n <= _SMALL_N else np.full(n, ACCEPT, dtype=np.uint8)
+        store = self.store
+        tab, out, now = plan.tab, plan.out, plan.now
+        segs = []  # (index, bus, lo, hi) of the non-empty segments, in order
+        at = 0
+        clock = self.clock
+        for k, size in enumerate(sizes):
+            if size:
+                segs.append((k, buses[k], at, at + size))
+                now[k] = clock()  # the per-bus path reads the clock once per non-empty batch
+            at += size
+        done = 0
+        seen_before: list[int] = []
+        with self._process_lock:
+            try:
+                with store.lock:
+                    counter_rows = plan.counters[0]
+                    pool = store._counter_pool
+                    if counter_rows is None or pool is None or pool[1] is not counter_rows:
+                        counter_rows = self._multi_counters(plan, buses, sizes)
+                    tab[:, 1] = sizes
+                    if store._msg_index_buf.shape[0] < _MULTI_MAX_ROWS:
+                        store._msg_index_buf = np.zeros(_MULTI_MAX_ROWS, dtype=np.int64)
+                        store._position_buf = np.zeros(_MULTI_MAX_ROWS, dtype=np.int64)
+                        store._args_epoch += 1  # as ingest_decoded grows them: cached arguments renewed
+                    seen_before = counter_rows[:, 0].tolist()
+                    bank = store.e2e
+                    done = self._kernels.receive_segments(
+                        tab, ids, data, lengths, timestamps, reason, now, out, _CODEC_REASON, counter_rows,
+                        *plan.pools, store._msg_index_buf, store._position_buf, store._pool_i64, store._pool_f64,
+                        store._pool_u8, store.msg_rejected, _VERDICT, store._codes, CRC8_TABLE, bank.spec, bank.cfg,
+                        bank.last_counter, bank.sm_state, bank.window, bank.top, bank.status_counts, bank.cycle_s,
+                        bank.deadline_factor, bank.next_deadline_s,
+                    )
+                    results = out.tolist()
+                    for k, bus, lo, hi in segs:
+                        if k >= done:
+                            break
+                        accepted, went_stale, fallback = results[k]
+                        if fallback:
+                            self._multi_fallback(plan, bus, lo, hi, reason, timestamps, float(now[k]))
+                        else:
+                            store.stale_events += went_stale
+                        store.generation += 1
+            except Exception as err:  # noqa: BLE001 - a bug must not stop the receive path
+                self._note_error("process", err)
+                for k, bus, lo, hi in segs:
+                    row = store.counters_for(bus)
+                    if k >= done and (not seen_before or row[0] == seen_before[tab[k, 26]]):
+                        store.count_failed(bus, reason[lo:hi])
+                done = len(sizes)
+            kept = [(bus, lo, hi) for k, bus, lo, hi in segs if k < done]
+            if self.recorder is None:
+                try:
+                    self.blackbox.add_batches(
+                        [(bus, timestamps[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi]) for bus, lo, hi in kept])
+                except Exception as err:  # noqa: BLE001
+                    self._note_error("record/route", err)
+            else:
+                for bus, lo, hi in kept:
+                    try:
+                        self._after_receive(bus, ids[lo:hi], data[lo:hi], lengths[lo:hi], timestamps[lo:hi],
+                                            reason[lo:hi], None, None, None, True)
+                    except Exception as err:  # noqa: BLE001
+                        self._note_error("record/route", err)
+        for k, bus, lo, hi in segs:  # after a fallback: the per-bus path, in order
+            if k >= done:
+                reason[lo:hi] = self.process_frames(bus, ids[lo:hi], data[lo:hi], lengths[lo:hi], timestamps[lo:hi])
+        return reason
+
+    def _multi_counters(self, plan: _MultiPlan, buses: tuple[str, ...], sizes: list[int]) -> npt.NDArray[np.int64]:
+        """The store's counter rows of ``buses`` as one array; the table's column 26 indexes it.
+
+        A bus gets its row when it first has frames, as on the per-bus path (the store's
+        counters list buses in that order); until then its column points at row 0, unused.
+        """
+        store = self.store
+        known = store._bus_counters
+        pooled = tuple(dict.fromkeys(bus for bus, size in zip(buses, sizes) if size or bus in known))
+        rows = store.counter_rows(pooled)
+        index = {bus: i for i, bus in enumerate(pooled)}
+        plan.tab[:, 26] = [index.get(bus, 0) for bus in buses]
+        # Cached only once every bus has its row (later calls add none).
+        plan.counters[0] = rows if len(pooled) == len(set(buses)) else None
+        return rows
+
+    def _multi_fallback(self, plan: _MultiPlan, bus: str, lo: int, hi: int, reason: npt.NDArray[np.uint8],
+                        timestamps: npt.NDArray[np.float64], now_s: float) -> None:
+        """Store a segment the kernel left to the Python path, as ingest_decoded does (lock held)."""
+        from vehicle_io.codec.decoder import FlatDecode
+
+        store = self.store
+        counts, base, values, status, row_msg = plan.views[bus]
+        n = hi - lo
+        flat = FlatDecode(status[:n], row_msg[:n], counts, counts, base, counts, values)
+        store._store(store._last_row_buf, reason[lo:hi], store._msg_index_buf[:n], store._position_buf[:n],
+                     timestamps[lo:hi], plan.dmaps[bus].decoded(flat))
+        store._refresh(now_s)
 
     def _process(
         self,
@@ -670,6 +918,12 @@ class Gateway:
         with self._process_lock:
             self.store.check_deadlines(now_s)
 
+    def snapshot(self, now_s: float, out: Snapshot | None = None, *, deadlines_s: float | None = None) -> Snapshot:
+        """The store's snapshot at ``now_s`` (into ``out``); with ``deadlines_s``, first
+        :meth:`check_deadlines` at that time, in the same call (the control loop's tick)."""
+        with self._process_lock:
+            return self.store.snapshot(now_s, out, deadlines_s=deadlines_s)
+
     # ------------------------------------------------------------------ transmit path
     def send(self, bus_name: str, message: can.Message, *, timeout_s: float | None = None) -> can.Message:
         """Send ``message`` on ``bus_name`` through the transmit gate: the one path out.
@@ -732,6 +986,101 @@ class Gateway:
         return self._emit(bus_name, bus, frame_id, is_extended, payload, is_remote=False, is_fd=is_fd,
                           bitrate_switch=is_fd, error_state_indicator=False, dlc=len(payload), fill_e2e=True,
                           timeout_s=timeout_s)
+
+    def send_data(
+        self,
+        bus_name: str,
+        frame_id: int,
+        is_extended: bool,
+        payload: bytes,
+        is_fd: bool,
+        *,
+        timeout_s: float | None = None,
+    ) -> None:
+        """:meth:`send_payload` without handing the frame back: the control loop's path.
+
+        The same refusals, E2E fill, counters, black box and recording. A bus that offers
+        ``send_data(arbitration_id, data, *, is_extended_id, is_fd, bitrate_switch, timeout)``
+        (the rig's ``hilbus``) gets the frame as fields, so no python-can Message is built at
+        all unless a recording needs one; any other bus gets the Message :meth:`send` would send.
+        """
+        bus = self._tx_bus(bus_name)
+        self.gate.check(bus_name, frame_id, len(payload), is_extended=is_extended)
+        direct = self._direct_senders.get(bus_name, _UNRESOLVED)
+        if direct is _UNRESOLVED:
+            direct = getattr(bus, "send_data", None)
+            self._direct_senders[bus_name] = direct = direct if callable(direct) else None
+        if direct is None or self.recorder is not None:
+            self._emit(bus_name, bus, frame_id, is_extended, payload, is_remote=False, is_fd=is_fd,
+                       bitrate_switch=is_fd, error_state_indicator=False, dlc=len(payload), fill_e2e=True,
+                       timeout_s=timeout_s)
+            return
+        self._send_direct(bus_name, direct, frame_id, is_extended, payload, is_fd, timeout_s)
+
+    def send_many(
+        self, frames: Iterable[tuple[str, int, bool, bytes, bool]], *, timeout_s: float | None = None
+    ) -> list[TransmitBlocked | can.CanError | None]:
+        """:meth:`send_data` of each ``(bus_name, frame_id, is_extended, payload, is_fd)``, in order.
+
+        Returns per frame None (sent) or the TransmitBlocked / can.CanError :meth:`send_data`
+        raised for it; the frames after a refused one are still sent, as by separate calls.
+        The control loop sends a tick's frames with it (one call per tick).
+        """
+        results: list[TransmitBlocked | can.CanError | None] = []
+        append = results.append
+        senders = self._direct_senders
+        buses = self._buses
+        gate = self.gate
+        sent: dict[str, int] = {}
+        try:
+            for bus_name, frame_id, is_extended, payload, is_fd in frames:
+                try:
+                    direct = senders.get(bus_name)
+                    if direct is None or self.recorder is not None or self._shutdown_done or bus_name not in buses:
+                        self.send_data(bus_name, frame_id, is_extended, payload, is_fd, timeout_s=timeout_s)
+                    else:  # what send_data does for a bus that takes frames as fields
+                        # Every frame is checked: a disarm or allowlist change from another
+                        # thread holds from the next frame on, as with one send_data each.
+                        gate.check(bus_name, frame_id, len(payload), is_extended=is_extended)
+                        self._send_direct(bus_name, direct, frame_id, is_extended, payload, is_fd, timeout_s, sent)
+                except (TransmitBlocked, can.CanError) as err:
+                    append(err)
+                else:
+                    append(None)
+        finally:
+            if sent:
+                gate.count_sent(sent)
+        return results
+
+    def _send_direct(self, bus_name: str, direct: Callable[..., None], frame_id: int, is_extended: bool,
+                     payload: bytes, is_fd: bool, timeout_s: float | None, sent: dict[str, int] | None = None) -> None:
+        """The tail of :meth:`send_data` for a bus's ``send_data``: E2E fill, send, accounting.
+
+        ``sent``: count the frame there (the caller adds it to the gate's counters) instead of
+        in the gate at once."""
+        with self._tx_lock:
+            spec = self._tx_specs.get((bus_name, frame_id, is_extended))
+            if spec is None and bus_name not in self._db_buses:
+                spec = self._tx_specs.get((None, frame_id, is_extended))
+            if spec is not None:
+                key = (bus_name, frame_id)
+                counter = self._tx_counter.get(key, 0)
+                payload = self._protected(spec, key, payload, counter)
+                self._tx_counter[key] = (counter + 1) % COUNTER_MODULO
+            bus_ts = time.time()  # what the Message of _emit would carry
+            try:
+                direct(frame_id, payload, is_extended_id=is_extended, is_fd=is_fd, bitrate_switch=is_fd,
+                       timeout=timeout_s)
+            except can.CanError:
+                self.gate.count(bus_name, "send_error")
+                raise
+            if sent is None:
+                self.gate.count(bus_name, "sent")
+            else:
+                sent[bus_name] = sent.get(bus_name, 0) + 1
+        ident = frame_id | CAN_EFF_FLAG if is_extended else frame_id
+        self.blackbox.add_frame(bus_name, self.clock(), ident, bytes(payload),
+                                FLAG_TX | (FLAG_FD | FLAG_BRS if is_fd else 0), bus_ts)
 
     def _emit(
         self,

@@ -236,6 +236,42 @@ class BlackBox:
                 self._flush_singles(bus)
             self._append(bus, held)
 
+    def add_batches(
+        self,
+        batches: Iterable[tuple[str, npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.uint8],
+                               npt.NDArray[np.uint8]]],
+    ) -> None:
+        """:meth:`add_batch` ``(bus, times, ids, data, lengths, copy=False)`` of each batch, in order.
+
+        For a caller that hands over the batches of several buses at once (the gateway's
+        :meth:`~vehicle_io.gateway.Gateway.process_multi`): the same rings, one lock.
+        """
+        lock = self._lock
+        singles = self._singles
+        seconds = self.seconds
+        for bus, times, ids, data, lengths in batches:
+            n = ids.shape[0]
+            if n == 0:
+                continue
+            if not (type(times) is np.ndarray and times.dtype is _F64 and type(ids) is np.ndarray
+                    and ids.dtype is _U32 and type(data) is np.ndarray and data.dtype is _U8
+                    and type(lengths) is np.ndarray and lengths.dtype is _U8):
+                self.add_batch(bus, times, ids, data, lengths, copy=False)
+                continue
+            held = _Held(_Chunk(times, ids, data, lengths, _zeros_u8(n), times), _t_max(times))
+            with lock:
+                if bus in singles:
+                    self._flush_singles(bus)
+                ring = self._buses.get(bus)
+                if ring is None or len(ring) == 0:
+                    self._append(bus, held)
+                    continue
+                # _append inlined (the common case: a ring with entries)
+                ring.append(held)
+                horizon = held.t_max - seconds
+                while len(ring) > 1 and _held_max(ring[0]) <= horizon:
+                    ring.popleft()
+
     def _append(self, bus: str, chunk: _Chunk | list[_SingleRow] | _Held) -> None:
         """Add a chunk (or single-frame rows) to ``bus``'s ring and drop what fell out of the
         window (lock held)."""
@@ -265,6 +301,22 @@ class BlackBox:
             if singles is None:
                 singles = self._singles[bus] = []
             singles.append((time_s, ident, payload, length, flags, msg.timestamp))
+            if len(singles) >= _MAX_SINGLES:
+                self._flush_singles(bus)
+
+    def add_frame(self, bus: str, time_s: float, ident: int, payload: bytes, flags: int, bus_ts: float) -> None:
+        """Keep one data frame given as fields: :meth:`add_message` of the Message they describe.
+
+        ``ident`` = id | SocketCAN flags, ``flags`` the FLAG_* bits (FLAG_TX for the gateway's
+        own transmissions), ``bus_ts`` the frame's bus timestamp.
+        """
+        with self._lock:
+            if bus not in self._buses:
+                self._buses[bus] = deque()
+            singles = self._singles.get(bus)
+            if singles is None:
+                singles = self._singles[bus] = []
+            singles.append((time_s, ident, payload, len(payload), flags, bus_ts))
             if len(singles) >= _MAX_SINGLES:
                 self._flush_singles(bus)
 

@@ -445,6 +445,7 @@ class SignalStore:
         # Codes validate_rows gives: E2E state not VALID, stale on arrival, no message.
         self._codes = np.array([R_E2E_STATE, R_STALE, R_UNKNOWN_ID], dtype=np.uint8)
         self._bus_counters: dict[str, npt.NDArray[np.int64]] = {}
+        self._counter_pool: tuple[tuple[str, ...], npt.NDArray[np.int64], tuple[Any, ...]] | None = None
         self._mux_cache: dict[tuple[int, tuple[int, ...]], tuple[int, ...]] = {}
         # The per-message and per-slot arrays live in three pools (views, updated in place as
         # before): the receive kernel then takes 3 arguments instead of 14 (numba unboxes
@@ -467,6 +468,7 @@ class SignalStore:
         self._msg_index_buf = np.zeros(64, dtype=np.int64)
         self._position_buf = np.zeros(64, dtype=np.int64)
         self._args_epoch = 0
+        self._fits_ok: tuple[np.ndarray, ...] | None = None  # arrays of the last snapshot that fit
 
     # ------------------------------------------------------------------ feeding
     def counters_for(self, bus: str) -> npt.NDArray[np.int64]:
@@ -475,6 +477,25 @@ class SignalStore:
         if row is None:
             row = self._bus_counters[bus] = np.zeros(2 + _N_REASONS, dtype=np.int64)
         return row
+
+    def counter_rows(self, buses: Sequence[str]) -> npt.NDArray[np.int64]:
+        """The counter rows of ``buses`` as one int64[B, 2 + reasons] array (for a kernel that
+        feeds several buses in one call): from now on row ``i`` IS the counter row of
+        ``buses[i]`` (:meth:`counters_for` hands out views of it), with the counts so far."""
+        key = tuple(buses)
+        pool = self._counter_pool
+        if pool is not None and pool[0] == key and all(
+            self._bus_counters.get(bus) is row for bus, row in zip(key, pool[2])
+        ):
+            return pool[1]
+        names = list(dict.fromkeys(key))
+        rows = np.zeros((len(names), 2 + _N_REASONS), dtype=np.int64)
+        for i, bus in enumerate(names):
+            rows[i] = self.counters_for(bus)
+            self._bus_counters[bus] = rows[i]
+        views = tuple(self._bus_counters[bus] for bus in key)
+        self._counter_pool = (key, rows, views)
+        return rows
 
     def ingest(
         self,
@@ -677,6 +698,10 @@ class SignalStore:
             bank = self.e2e
             empty = np.zeros(0, dtype=np.int64)
             self._kernels.no_new_data(empty, empty, bank.cfg, bank.sm_state, bank.window, bank.top)
+            self._kernels.any_due(bank.next_deadline_s, 0.0)
+            # snapshot_into, on a scratch snapshot (no value is received yet: nothing changes).
+            self.snapshot(0.0, self.snapshot(0.0))
+            self._fits_ok = None
 
     def check_deadlines(self, now_s: float | None = None) -> None:
         """Advance time-driven validity: NO_NEW_DATA for missed E2E deadlines, staleness."""
@@ -700,13 +725,30 @@ class SignalStore:
             self.generation += 1
 
     # ------------------------------------------------------------------ reading
-    def snapshot(self, now_s: float | None = None, out: Snapshot | None = None) -> Snapshot:
+    def snapshot(self, now_s: float | None = None, out: Snapshot | None = None, *,
+                 deadlines_s: float | None = None) -> Snapshot:
         """A consistent copy of values, timestamps and validity, refreshed for staleness at now.
 
         Pass ``out`` (a previous snapshot) to reuse its arrays: no allocation per tick.
+        ``deadlines_s``: first :meth:`check_deadlines` at that time, under the same lock (a
+        refresh at ``now`` right after one at the same time changes nothing, so it is done once).
         """
         now = self.clock() if now_s is None else now_s
         with self.lock:
+            if deadlines_s is not None:
+                self.e2e.check_deadlines(deadlines_s)
+                if deadlines_s != now:
+                    self._refresh(deadlines_s)
+            if out is not None and out.value.shape == self.value.shape and self._snapshot_fits(out):
+                # One kernel call: refresh, then every copy (what the lines below do).
+                self.stale_events += self._kernels.snapshot_into(
+                    now, self._pool_i64, self._pool_f64, self._pool_u8, self.e2e.sm_state, self._e2e_msg_index,
+                    self.layout.n_messages, out.value, out.timestamp, out.valid, out.message_last_rx_s,
+                    out.message_stale, out.message_valid, out.message_e2e_state,
+                )
+                out.now_s = now
+                out.generation = self.generation
+                return out
             self._refresh(now)
             e2e_state = np.zeros(self.layout.n_messages, dtype=np.uint8)
             if self._e2e_msg_index.size:
@@ -733,6 +775,24 @@ class SignalStore:
             np.copyto(out.message_valid, self.message_valid)
             np.copyto(out.message_e2e_state, e2e_state)
             return out
+
+    def _snapshot_fits(self, out: Snapshot) -> bool:
+        """Whether ``out``'s arrays are what snapshot_into writes: this store's shapes, C-contiguous,
+        writeable, the dtypes snapshot() gives (a snapshot this store made; checked once)."""
+        arrays = (out.value, out.timestamp, out.valid, out.message_last_rx_s, out.message_stale, out.message_valid,
+                  out.message_e2e_state)
+        fits = self._fits_ok
+        if fits is not None and all(a is b for a, b in zip(arrays, fits)):
+            return True
+        m, s = self.layout.n_messages, self.layout.n_signals
+        want = ((out.value, np.float64, s), (out.timestamp, np.float64, s), (out.valid, np.uint8, s),
+                (out.message_last_rx_s, np.float64, m), (out.message_stale, np.uint8, m),
+                (out.message_valid, np.uint8, m), (out.message_e2e_state, np.uint8, m))
+        ok = all(type(a) is np.ndarray and a.dtype == dt and a.shape == (n,) and a.flags.c_contiguous
+                 and a.flags.writeable for a, dt, n in want)
+        if ok:
+            self._fits_ok = arrays
+        return ok
 
     def get(self, name: str, now_s: float | None = None) -> SignalReading:
         """Value, receive time and validity (at ``now_s``) of one signal."""

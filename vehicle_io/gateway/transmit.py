@@ -132,6 +132,15 @@ class TransmitGate:
                     f"(0x{frame_id:X} {kind}, {bus!r}, {length})"
                 )
 
+    def count_sent(self, sent: dict[str, int]) -> None:
+        """Add ``sent[bus]`` to each bus's ``sent`` counter (one lock for a batch of frames)."""
+        with self._lock:
+            for bus, n in sent.items():
+                row = self._counters.get(bus)
+                if row is None:
+                    row = self._counters[bus] = dict.fromkeys(GATE_COUNTERS, 0)
+                row["sent"] += n
+
     def count(self, bus: str, name: str) -> None:
         """Count an outcome decided elsewhere (``sent``, ``send_error``, ``blocked_unknown_bus``)."""
         if name not in GATE_COUNTERS:

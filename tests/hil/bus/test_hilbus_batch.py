@@ -208,3 +208,30 @@ def test_frame_batch_discard_drops_what_drain_would_return() -> None:
     ids, data, lengths, times = batch.drain()  # only what came after the discard
     assert ids.tolist() == [0x200] and lengths.tolist() == [2] and times.tolist() == [1.0]
     assert data[0, :2].tolist() == [1, 2]
+
+
+def test_drain_all_equals_each_drain_concatenated() -> None:
+    from hil.bus.batch import drain_all
+
+    def fill(batches: list[FrameBatch]) -> None:
+        for k, b in enumerate(batches):
+            for j in range(k * 2):
+                b.add(0.5 * j + k, 0x100 + j | (CAN_EFF_FLAG if j % 3 == 0 else 0), bytes(range(j % 9 + (j % 2) * 20)))
+            if k == 1:
+                b.add_message(can.Message(arbitration_id=0x7, is_error_frame=True, timestamp=9.0))
+
+    each = [FrameBatch() for _ in range(4)]
+    fill(each)
+    drains = [b.drain() for b in each]
+    together = [FrameBatch() for _ in range(4)]
+    fill(together)
+    (ids, data, lengths, times), counts = drain_all(together)
+    assert counts == [d[0].shape[0] for d in drains] == [0, 3, 4, 6]
+    for got, parts in zip((ids, data, lengths, times), zip(*drains)):
+        want = np.concatenate(parts)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    assert data.flags.writeable and data.flags.c_contiguous
+    assert all(len(b) == 0 for b in together)
+    (ids, data, lengths, times), counts = drain_all(together)
+    assert counts == [0, 0, 0, 0] and ids.shape == (0,) and data.shape == (0, 64)
