@@ -529,22 +529,7 @@ class Gateway:
         ``timestamps`` float64[N]. The black box keeps the arrays themselves (no copy). Raises
         :class:`GatewayInputError` for anything else, so a caller never gets a silent misread.
         """
-        n = ids.shape[0] if isinstance(ids, np.ndarray) and ids.ndim == 1 else -1
-        # dtype identity first (the usual case, cheap), equality for an equal non-canonical dtype.
-        if not (
-            n >= 0 and (ids.dtype is _DT_U32 or ids.dtype == np.uint32)
-            and isinstance(data, np.ndarray) and (data.dtype is _DT_U8 or data.dtype == np.uint8)
-            and data.shape == (n, MAX_DATA) and data.flags.num & _C_WRITEABLE == _C_WRITEABLE
-            and isinstance(lengths, np.ndarray) and (lengths.dtype is _DT_U8 or lengths.dtype == np.uint8)
-            and lengths.shape == (n,)
-            and isinstance(timestamps, np.ndarray) and (timestamps.dtype is _DT_F64 or timestamps.dtype == np.float64)
-            and timestamps.shape == (n,)
-        ):
-            raise GatewayInputError(
-                "process_frames: expected ids uint32[N], data uint8[N, 64] (C order, writeable), lengths "
-                f"uint8[N], timestamps float64[N], but got {_describe(ids)}, {_describe(data)}, "
-                f"{_describe(lengths)}, {_describe(timestamps)}"
-            )
+        n = _hot_path_rows("process_frames", ids, data, lengths, timestamps)
         reason = _ACCEPTS[:n].copy() if n <= _SMALL_N else np.full(n, ACCEPT, dtype=np.uint8)
         # max() over the bytes: a numpy reduction costs more than the few rows of a tick.
         if n and (max(lengths.tobytes()) if n <= _SMALL_N else int(lengths.max())) > MAX_DATA:
@@ -570,26 +555,12 @@ class Gateway:
         data frames, buses decoded through store maps, no commit hooks or routes) is one
         kernel call for every bus; anything else takes :meth:`process_frames` per bus.
         """
-        n = ids.shape[0] if isinstance(ids, np.ndarray) and ids.ndim == 1 else -1
+        n = _hot_path_rows("process_multi", ids, data, lengths, timestamps)
         sizes = [int(c) for c in counts]
         if len(sizes) != len(buses) or any(c < 0 for c in sizes) or sum(sizes) != n:
             raise GatewayInputError(
                 f"process_multi: expected one non-negative count per bus ({len(buses)}) adding up to the "
                 f"{max(n, 0)} rows, but got {sizes}"
-            )
-        if not (
-            (ids.dtype is _DT_U32 or ids.dtype == np.uint32)
-            and isinstance(data, np.ndarray) and (data.dtype is _DT_U8 or data.dtype == np.uint8)
-            and data.shape == (n, MAX_DATA) and data.flags.num & _C_WRITEABLE == _C_WRITEABLE
-            and isinstance(lengths, np.ndarray) and (lengths.dtype is _DT_U8 or lengths.dtype == np.uint8)
-            and lengths.shape == (n,)
-            and isinstance(timestamps, np.ndarray) and (timestamps.dtype is _DT_F64 or timestamps.dtype == np.float64)
-            and timestamps.shape == (n,)
-        ):
-            raise GatewayInputError(
-                "process_multi: expected ids uint32[N], data uint8[N, 64] (C order, writeable), lengths "
-                f"uint8[N], timestamps float64[N], but got {_describe(ids)}, {_describe(data)}, "
-                f"{_describe(lengths)}, {_describe(timestamps)}"
             )
         names = tuple(buses)
         plan = None
@@ -721,8 +692,7 @@ class Gateway:
             kept = [(bus, lo, hi) for k, bus, lo, hi in segs if k < done]
             if self.recorder is None:
                 try:
-                    self.blackbox.add_batches(
-                        [(bus, timestamps[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi]) for bus, lo, hi in kept])
+                    self.blackbox.add_segments(kept, timestamps, ids, data, lengths)
                 except Exception as err:  # noqa: BLE001
                     self._note_error("record/route", err)
             else:
@@ -1347,3 +1317,26 @@ def _describe(arr: object) -> str:
     if isinstance(arr, np.ndarray):
         return f"{arr.dtype}{list(arr.shape)}"
     return type(arr).__name__
+
+
+def _hot_path_rows(what: str, ids: Any, data: Any, lengths: Any, timestamps: Any) -> int:
+    """N when the arrays are a batch in the hot-path layout, handed over as they are: ``ids``
+    uint32[N], ``data`` uint8[N, 64] C-contiguous and writeable, ``lengths`` uint8[N],
+    ``timestamps`` float64[N]; else GatewayInputError naming what came."""
+    n = ids.shape[0] if isinstance(ids, np.ndarray) and ids.ndim == 1 else -1
+    # dtype identity first (the usual case, cheap), equality for an equal non-canonical dtype.
+    if not (
+        n >= 0 and (ids.dtype is _DT_U32 or ids.dtype == np.uint32)
+        and isinstance(data, np.ndarray) and (data.dtype is _DT_U8 or data.dtype == np.uint8)
+        and data.shape == (n, MAX_DATA) and data.flags.num & _C_WRITEABLE == _C_WRITEABLE
+        and isinstance(lengths, np.ndarray) and (lengths.dtype is _DT_U8 or lengths.dtype == np.uint8)
+        and lengths.shape == (n,)
+        and isinstance(timestamps, np.ndarray) and (timestamps.dtype is _DT_F64 or timestamps.dtype == np.float64)
+        and timestamps.shape == (n,)
+    ):
+        raise GatewayInputError(
+            f"{what}: expected ids uint32[N], data uint8[N, 64] (C order, writeable), lengths "
+            f"uint8[N], timestamps float64[N], but got {_describe(ids)}, {_describe(data)}, "
+            f"{_describe(lengths)}, {_describe(timestamps)}"
+        )
+    return n

@@ -17,6 +17,7 @@ trip calls :meth:`BlackBox.dump` so every trip can be replayed.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import queue
 import threading
@@ -260,17 +261,58 @@ class BlackBox:
                 continue
             held = _Held(_Chunk(times, ids, data, lengths, _zeros_u8(n), times), _t_max(times))
             with lock:
-                if bus in singles:
-                    self._flush_singles(bus)
-                ring = self._buses.get(bus)
-                if ring is None or len(ring) == 0:
-                    self._append(bus, held)
+                self._push_held(bus, held, singles, seconds)
+
+    def add_segments(
+        self,
+        segments: Iterable[tuple[str, int, int]],
+        times: npt.NDArray[np.float64],
+        ids: npt.NDArray[np.uint32],
+        data: npt.NDArray[np.uint8],
+        lengths: npt.NDArray[np.uint8],
+    ) -> None:
+        """:meth:`add_batches` of ``(bus, times[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi])``
+        for each ``(bus, lo, hi)`` of ``segments``, in order.
+
+        The gateway's one batch of a tick's buses: each ring keeps the tick's arrays with its
+        row range and slices them only when the window is read, so a tick costs one pass
+        over the times instead of a chunk of four slices per bus.
+        """
+        if not (type(times) is np.ndarray and times.dtype is _F64 and times.ndim == 1
+                and type(ids) is np.ndarray and ids.dtype is _U32 and type(data) is np.ndarray
+                and data.dtype is _U8 and type(lengths) is np.ndarray and lengths.dtype is _U8):
+            self.add_batches([(bus, times[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi])
+                              for bus, lo, hi in segments])
+            return
+        values = times.tolist()
+        arrays = (times, ids, data, lengths)
+        singles = self._singles
+        seconds = self.seconds
+        with self._lock:
+            for bus, lo, hi in segments:
+                if hi <= lo:
                     continue
-                # _append inlined (the common case: a ring with entries)
-                ring.append(held)
-                horizon = held.t_max - seconds
-                while len(ring) > 1 and _held_max(ring[0]) <= horizon:
-                    ring.popleft()
+                seg = values[lo:hi]
+                top = max(seg)
+                total = sum(seg)
+                if total != total and any(v != v for v in seg):  # sum is NaN when any value is
+                    top = math.nan
+                self._push_held(bus, _Held.span(arrays, lo, hi, top), singles, seconds)
+
+    def _push_held(self, bus: str, held: _Held, singles: dict[str, list[_SingleRow]], seconds: float) -> None:
+        """:meth:`_append` of a batch's entry after ``bus``'s waiting single frames (lock held);
+        ``singles`` and ``seconds`` are the box's, passed in by the batch loops."""
+        if bus in singles:
+            self._flush_singles(bus)
+        ring = self._buses.get(bus)
+        if ring is None or len(ring) == 0:
+            self._append(bus, held)
+            return
+        # _append inlined (the common case: a ring with entries)
+        ring.append(held)
+        horizon = held.t_max - seconds
+        while len(ring) > 1 and _held_max(ring[0]) <= horizon:
+            ring.popleft()
 
     def _append(self, bus: str, chunk: _Chunk | list[_SingleRow] | _Held) -> None:
         """Add a chunk (or single-frame rows) to ``bus``'s ring and drop what fell out of the
@@ -294,15 +336,7 @@ class BlackBox:
         flags = (FLAG_FD if msg.is_fd else 0) | (FLAG_BRS if msg.bitrate_switch else 0)
         flags |= (FLAG_ESI if msg.error_state_indicator else 0) | (0 if msg.is_rx else FLAG_TX)
         length = msg.dlc if msg.is_remote_frame else len(payload)
-        with self._lock:
-            if bus not in self._buses:
-                self._buses[bus] = deque()
-            singles = self._singles.get(bus)
-            if singles is None:
-                singles = self._singles[bus] = []
-            singles.append((time_s, ident, payload, length, flags, msg.timestamp))
-            if len(singles) >= _MAX_SINGLES:
-                self._flush_singles(bus)
+        self._add_single(bus, (time_s, ident, payload, length, flags, msg.timestamp))
 
     def add_frame(self, bus: str, time_s: float, ident: int, payload: bytes, flags: int, bus_ts: float) -> None:
         """Keep one data frame given as fields: :meth:`add_message` of the Message they describe.
@@ -310,13 +344,17 @@ class BlackBox:
         ``ident`` = id | SocketCAN flags, ``flags`` the FLAG_* bits (FLAG_TX for the gateway's
         own transmissions), ``bus_ts`` the frame's bus timestamp.
         """
+        self._add_single(bus, (time_s, ident, payload, len(payload), flags, bus_ts))
+
+    def _add_single(self, bus: str, row: _SingleRow) -> None:
+        """One frame's row, gathered with ``bus``'s other single frames into a chunk later."""
         with self._lock:
             if bus not in self._buses:
                 self._buses[bus] = deque()
             singles = self._singles.get(bus)
             if singles is None:
                 singles = self._singles[bus] = []
-            singles.append((time_s, ident, payload, len(payload), flags, bus_ts))
+            singles.append(row)
             if len(singles) >= _MAX_SINGLES:
                 self._flush_singles(bus)
 
@@ -390,11 +428,12 @@ class _Held:
     """A ring entry: a chunk, or single-frame rows turned into one on first read, with the
     latest receive time (the window test reads it on every append)."""
 
-    __slots__ = ("t_max", "_chunk", "_rows")
+    __slots__ = ("t_max", "_chunk", "_rows", "_span")
 
     def __init__(self, item: _Chunk | list[_SingleRow], t_max: float | None = None) -> None:
         self._chunk: _Chunk | None = None
         self._rows: list[_SingleRow] | None = None
+        self._span: tuple[tuple[np.ndarray, ...], int, int] | None = None
         if isinstance(item, _Chunk):
             self._chunk = item
             self.t_max = _t_max(item.times) if t_max is None else t_max
@@ -406,7 +445,21 @@ class _Held:
             self._chunk = _rows_chunk(item)
             self.t_max = _t_max(self._chunk.times)
 
+    @classmethod
+    def span(cls, arrays: tuple[np.ndarray, ...], lo: int, hi: int, t_max: float) -> _Held:
+        """Rows ``lo:hi`` of a batch's (times, ids, data, lengths), sliced on first read."""
+        held = cls.__new__(cls)
+        held._chunk = held._rows = None
+        held._span = (arrays, lo, hi)
+        held.t_max = t_max
+        return held
+
     def chunk(self) -> _Chunk:
+        if self._chunk is None and self._span is not None:
+            (times, ids, data, lengths), lo, hi = self._span
+            t = times[lo:hi]
+            self._chunk = _Chunk(t, ids[lo:hi], data[lo:hi], lengths[lo:hi], _zeros_u8(hi - lo), t)
+            self._span = None
         if self._chunk is None:
             assert self._rows is not None
             self._chunk = _rows_chunk(self._rows)
@@ -431,7 +484,7 @@ def _kept(arr: npt.ArrayLike, dtype: type) -> np.ndarray:
     """``arr`` itself when it is an array of ``dtype`` (as ``np.array(copy=False)``)."""
     if type(arr) is np.ndarray and arr.dtype == dtype:
         return arr
-    return np.array(arr, dtype=dtype, copy=False)
+    return np.asarray(arr, dtype=dtype)  # numpy 2: np.array(copy=False) refuses a list
 
 
 _ZEROS_U8: dict[int, np.ndarray] = {}

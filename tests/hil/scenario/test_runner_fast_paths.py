@@ -3,11 +3,12 @@
 Shortcuts: all buses' frames in one Gateway.process_multi call (one kernel call per tick)
 instead of one process_frames per bus; the gateway's transmissions handed to the hilbus bus as
 fields (HilBus.send_data, no python-can Message) through Gateway.send_many; the deadline
-checks fused with the control loop's snapshot. The general run takes the per-bus feed
-(runner._feed), a hilbus without send_data (Gateway._emit builds the Message) and
-Gateway.check_deadlines before each tick. The scenario result, the frames on every wire, the
-gateway's counters, store, E2E state, transmit counters, black box and the loop's counters
-and events must be identical.
+checks fused with the control loop's snapshot; the doors_open sampler reading the van's
+compartment columns. The general run takes the per-bus feed (runner._feed), a hilbus without
+send_data (Gateway._emit builds the Message), Gateway.check_deadlines before each tick and
+the sampler reading each compartment's mapping. The scenario result, the frames on every
+wire, the gateway's counters, store, E2E state, transmit counters, black box and the loop's
+counters and events must be identical.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def _run(name: str, general: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setattr(Gateway, "shutdown", gw_shutdown)
     if general:
         monkeypatch.setattr(runner._Receiver, "__init__", _general_receiver(runner._Receiver.__init__))
+        monkeypatch.setattr(runner, "_FAST_SAMPLERS", False)
         monkeypatch.delattr(HilBus, "send_data")
         orig_tick = ControlLoop.tick
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import can
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -200,3 +201,32 @@ def test_every_output_field_alone_reaches_the_bus_as_in_the_general_path() -> No
         fast = _run(ControlLoop, script, frozenset())
         general = _run(GeneralLoop, script, frozenset())
         assert fast == general, field
+
+
+@pytest.mark.parametrize("fast_encode", [True, False])
+def test_encode_through_the_scalar_encoders_or_encode_one_alike(
+    fast_encode: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ControlLoop._encode: the messages' straight-line encoders called with the values dict,
+    or (switched off) encode_one with keywords: both send what the general path sends,
+    including values the straight-line encoder declines (NaN, out of range)."""
+    import vehicle_io.control.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "_FAST_ENCODE", fast_encode)
+    rng = np.random.default_rng(11)
+    script: list[dict[str, Any]] = []
+    for k in range(120):
+        tick = _quiet_tick(out_f8={n: float(rng.uniform(-500, 500)) for n in F8_FIELDS},
+                           inputs={n: float(rng.uniform(-5, 300)) for n in INPUT_FIELDS})
+        if k % 5 == 0:
+            tick["out_u1"] = {n: int(rng.integers(0, 4)) for n in U1_FIELDS}
+            tick["ok"] = dict.fromkeys(OK_FIELDS, float(k % 10 == 0))
+        if k % 17 == 0:
+            tick["out_f8"]["torque_nm"] = math.nan
+        if k % 29 == 0:
+            tick["reset"] = True
+        script.append(tick)
+    fast = _run(ControlLoop, script, frozenset())
+    general = _run(GeneralLoop, script, frozenset())
+    assert fast["counters"]["sent"] > 100 and fast["counters"]["encode_error"] > 0
+    assert fast == general
