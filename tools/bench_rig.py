@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"frames {frames} ({frames / wall_s:,.0f} per wall-s, {wall_s / max(frames, 1) * 1e6:.1f} us per frame), "
           f"van steps {rig.steps}")
     # CPU time of this process: steadier than wall time on a machine shared with other work.
-    print(f"cpu {cpu_s:.3f} s: {cpu_s / max(frames, 1) * 1e6:.1f} us of CPU per frame")
+    print(f"cpu {cpu_s:.3f} s: {cpu_s / max(frames, 1) * 1e6:.1f} us of CPU per frame, "
+          f"{cpu_s / (args.seconds / 0.01) * 1e6:.0f} us of CPU per 10 ms of bus time (a control tick)")
     for bus, ch in rig.channels.items():
         print(f"  {bus:<4} load {after[bus].load_since(before[bus]):5.1f} %, "
               f"{after[bus].frames - before[bus].frames} frames")

@@ -97,10 +97,11 @@ _OK, _WIRE_ERROR, _ACK_ERROR = 0, 1, 2
 #: Marks an arbitration the simulated clock will run between events (no heap entry to cancel).
 _DEFERRED: Any = object()
 #: The per-frame shortcuts: a frame ends inside its start when the clock shows nothing else
-#: can happen before its end (Clock._jump_to), send_data skips the general checks for a frame
-#: that passes them and queues it in place on a FIFO controller without send faults,
-#: arbitration with one contender skips the comparison. False takes the
-#: general path everywhere (tests run both and require the same traffic).
+#: can happen before its end (Clock._jump_to; a good frame's end inlined there), send_data
+#: skips the general checks for a frame that passes them and queues it in place on a FIFO
+#: controller without send faults, a sent frame frees its queue slot inline, arbitration with
+#: one contender skips the comparison. False takes the general path everywhere (tests run
+#: both and require the same traffic).
 _FAST_PATHS = True
 #: fd_padded_length(n) for n = 0..64.
 _FD_PADDED: tuple[int, ...] = tuple(fd_padded_length(n) for n in range(65))
@@ -1418,7 +1419,23 @@ class Channel:
         clock = self.clock
         if _FAST_PATHS and clock._jump_to(t_end):
             # Nothing else happens before this frame ends: end it now (time is t_end).
-            self._end_of_frame(node, tx, outcome, now, att_nom, att_data, esi, wire_rule)
+            if outcome == _OK and tx.babble is None:
+                # _end_of_frame of a good frame, inlined (most frames): the same steps.
+                self._busy = False
+                self._busy_ps += t_end - now
+                self._nominal_bits += att_nom
+                self._data_bits += att_data
+                node.tx_bits += att_nom + att_data
+                self._frames += 1
+                self._frame_ok(node, tx, now, t_end, att_nom, att_data, esi)
+                if node.counters.state == ERROR_PASSIVE:
+                    node.suspend_until_ps = t_end + 8 * self.bit_ps
+                if self._recovering:
+                    self._recessive_run_starts(t_end)
+                if self._pending:
+                    self._kick()
+            else:
+                self._end_of_frame(node, tx, outcome, now, att_nom, att_data, esi, wire_rule)
         else:
             clock._push(t_end, PRIO_EVENT, self._end_of_frame, (node, tx, outcome, now, att_nom, att_data, esi, wire_rule))
 
@@ -1486,7 +1503,15 @@ class Channel:
             if counters.state != before:
                 self._state_changed(node, before)
         if tx.counted:
-            self._tx_done(tx)
+            endpoint = tx.endpoint
+            if _FAST_PATHS and endpoint is not None:
+                # _tx_done(tx), inlined (every frame of a rig node takes it)
+                tx.counted = False
+                endpoint.tx_pending -= 1
+                if endpoint.tx_pending == endpoint.tx_queue_size - 1:
+                    self.clock.notify_waiters()
+            else:
+                self._tx_done(tx)
         self._ok_total += 1
         ts = now / PS_PER_S
         can_id = tx.arbitration_id

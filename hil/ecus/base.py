@@ -359,12 +359,13 @@ def _resting(signal: Any) -> float:
 class _Rx:
     """Receive state of one command message."""
 
-    __slots__ = ("message", "name", "spec", "receiver", "timeout_ps", "last_ok_ps", "lost", "values", "decoded",
-                 "cacheable", "frames")
+    __slots__ = ("message", "name", "length", "spec", "receiver", "timeout_ps", "last_ok_ps", "lost", "values",
+                 "decoded", "cacheable", "frames")
 
     def __init__(self, message: Any, timeout_s: float) -> None:
         self.message = message
         self.name: str = message.name
+        self.length: int = message.length  # a cantools property: read once, not per frame
         self.spec = E2ESpec.from_message(message)
         self.receiver = E2EReceiver(self.spec) if self.spec is not None else None
         self.timeout_ps = seconds_to_ps(timeout_s)
@@ -387,7 +388,7 @@ class _Rx:
 
     def decode(self, data: bytes) -> dict[str, float]:
         """The command's values in ``data`` (its DBC length), as ``message.decode`` gives them."""
-        length = self.message.length
+        length = self.length
         spec = self.spec
         if not self.cacheable:
             return self.message.decode(data[:length], decode_choices=False, scaling=True)
@@ -439,10 +440,10 @@ _FRAME_CACHE_SIZE = 15 * 64
 #: Take the per-frame shortcuts: SimEcu._send_plain for a message without multiplexer or
 #: fault, the codec's generated encoders called directly (per page for multiplexed messages),
 #: counter and CRC in one step from the precomputed data-id register, the whole-frame command
-#: decode cache, the supervision task rescheduled straight onto the heap, the CBC's status from
-#: the van's compartment columns and the BMS's cell pages from names made once. False runs the
-#: general path everywhere: tests/hil/ecus/test_rig_fast_paths.py runs a rig both ways and
-#: requires the same wire traffic.
+#: decode cache, the supervision task rescheduled straight onto the heap (and the empty
+#: on_supervise hook not called), the CBC's status from the van's compartment columns and the
+#: BMS's cell pages from names made once. False runs the general path everywhere:
+#: tests/hil/ecus/test_rig_fast_paths.py runs a rig both ways and requires the same wire traffic.
 _FAST_PATHS = True
 
 
@@ -531,6 +532,8 @@ class SimEcu:
             self.close()
             raise
         self._supervise_ps = min((r.timeout_ps for r in self._rx.values()), default=0) // int(self.COMMAND_TIMEOUT_CYCLES or 1)
+        # No background task of its own (most ECUs): supervision need not call the empty hook.
+        self._no_supervise_hook = type(self).on_supervise is SimEcu.on_supervise
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -920,7 +923,7 @@ class SimEcu:
         if not self.normal_rx_enabled:
             self._stats.commands_ignored += 1
             return
-        if len(data) < rx.message.length:
+        if len(data) < rx.length:
             self._stats.commands_rejected += 1
             return
         receiver = rx.receiver
@@ -948,7 +951,8 @@ class SimEcu:
                 rx.values = None
                 self._stats.commands_lost += 1
                 self.on_command_lost(rx.name, (now - self.t0_ps) / PS_PER_S)
-        self.on_supervise((now - self.t0_ps) / PS_PER_S)
+        if not (_FAST_PATHS and self._no_supervise_hook):  # the base hook does nothing: no call
+            self.on_supervise((now - self.t0_ps) / PS_PER_S)
         # A clock event (lock held) scheduling its own next run in the future: straight onto
         # the heap, as call_at_ps would put it.
         if _FAST_PATHS and self._supervise_ps > 0:

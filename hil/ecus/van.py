@@ -17,6 +17,10 @@ from hil.ecus.base import EcuConfigError
 
 __all__ = ["PlantVan"]
 
+#: Snapshot as the record's row tuple read by field index, commands written into it; False
+#: takes the snapshot as a dict of every field (tests/hil/ecus/test_van_view.py runs both).
+_FAST_PATHS = True
+
 
 class PlantVan:
     """Adapter of :class:`hil.plant.model.Van` (``model``) to the ECUs' ``VanView``."""
@@ -27,9 +31,17 @@ class PlantVan:
         self._per_sensor = int(model.params.cells_per_temp_sensor)
         self._rec = model._van  # the live record; the model mutates it in place each step
         self._names: tuple[str, ...] = tuple(self._rec.dtype.names)
+        # The snapshot: the record's one row as a tuple (a list once a command wrote into it),
+        # read by field position; cheaper to take each step than a dict of every field.
+        self._index: dict[str, int] = {name: i for i, name in enumerate(self._names)}
+        self._row: tuple[Any, ...] | list[Any] = ()
+        # Each input field as a one-element view of the live record: a written value read back.
+        self._in_views = {n: self._rec[n] for n in self._names if n.startswith("in_")}
         self._snap: dict[str, float] = {}
         self._comps_live = model._comps  # the live compartment records (inputs included)
         self._comp_names: tuple[str, ...] = tuple(self._comps_live.dtype.names)
+        # Each compartment input as a column view of the live records (name without "in_").
+        self._comp_in_views = {n[3:]: self._comps_live[n] for n in self._comp_names if n.startswith("in_")}
         self._cells: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
         self._comps: list[dict[str, Any]] | None = None
         # The same snapshot of the compartment records as rows, and by field (made on demand).
@@ -43,7 +55,10 @@ class PlantVan:
 
     def refresh(self) -> None:
         """Take a new snapshot (after a model step or a change between steps)."""
-        self._snap = dict(zip(self._names, self._rec.item(0)))  # the one row as a tuple
+        if _FAST_PATHS:
+            self._row = self._rec.item(0)
+        else:
+            self._snap = dict(zip(self._names, self._rec.item(0)))  # the one row as a tuple
         self._cells = None
         self._comps = self._comp_rows = self._comp_columns = None
 
@@ -59,6 +74,8 @@ class PlantVan:
 
     def read(self, name: str) -> float:
         try:
+            if _FAST_PATHS:
+                return self._row[self._index[name]]  # type: ignore[no-any-return]
             return self._snap[name]
         except KeyError:
             raise EcuConfigError(f"van output {name!r}: expected one of the plant's outputs, but got an unknown name") from None
@@ -70,6 +87,9 @@ class PlantVan:
             raise EcuConfigError(f"van parameter {name!r}: expected a VanParams field, but got an unknown name") from None
 
     def command(self, **inputs: float) -> None:
+        if _FAST_PATHS:
+            self._command_fast(inputs)
+            return
         snap = self._snap
         keys = self._input_keys
         # ECUs repeat their command every cycle; only a change needs the model's checked setter.
@@ -92,15 +112,58 @@ class PlantVan:
             if key in snap:
                 snap[key] = row[key].item()
 
+    def _command_fast(self, inputs: dict[str, float]) -> None:
+        """:meth:`command` on the tuple snapshot: the same checks, writes and read-backs."""
+        row = self._row
+        index = self._index
+        keys = self._input_keys
+        for name, value in inputs.items():
+            key = keys.get(name)
+            if key is None:
+                key = "in_" + name
+                if name in self._input_names:  # only real inputs: a bad name must not grow it
+                    keys[name] = key
+            i = index.get(key)
+            if i is None or row[i] != value:
+                break
+        else:
+            return
+        changed: dict[str, float] = {}
+        for name, value in inputs.items():
+            i = index.get("in_" + name)
+            if i is None or row[i] != value:
+                changed[name] = value
+        self.model.set_inputs(changed)
+        # A write is seen by readers at once (e.g. an ECU reporting what it commanded).
+        row = list(row)
+        views = self._in_views
+        for name in changed:
+            key = "in_" + name
+            i = index.get(key)
+            if i is not None:
+                row[i] = views[key].item(0)
+        self._row = row
+
     def command_compartment(self, number: int, **inputs: float) -> None:
         live = self._comps_live
         if isinstance(number, int) and 1 <= number <= live.shape[0]:
-            row = live[number - 1]
             # The CBC repeats its command every frame: only a change goes through the model's
             # checked setter (and makes the next read take a new snapshot).
-            names = self._comp_names
-            if all("in_" + name in names and row["in_" + name] == value for name, value in inputs.items()):
-                return
+            if _FAST_PATHS:
+                # The same test on the input columns (no record object for the row).
+                views = self._comp_in_views
+                k = number - 1
+                for name, value in inputs.items():
+                    view = views.get(name)
+                    if view is None or not view.item(k) == value:
+                        break
+                else:
+                    return
+            else:
+                row = live[number - 1]
+                names = self._comp_names
+                if all("in_" + name in names and row["in_" + name] == value for name, value in inputs.items()):
+                    return
         self.model.set_compartment(number, **inputs)
         self._comps = self._comp_rows = self._comp_columns = None
 

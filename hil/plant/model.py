@@ -117,6 +117,9 @@ class Van:
         self._comps = np.zeros(p.compartments, dtype=COMP_DTYPE)
         self._init_state()
         self.outputs = VanOutputs(self._van)
+        # Each input field as a one-element view of the record: a write without a row object.
+        self._input_views = {name: self._van["in_" + name] for name in INPUT_NAMES}
+        self._comp_input_views = {name: self._comps["in_" + name] for name in COMPARTMENT_INPUT_NAMES}
         self._warm_up()
 
     # ------------------------------------------------------------------ set-up
@@ -195,11 +198,11 @@ class Van:
                     f"input {name!r}: expected one of {', '.join(INPUT_NAMES)}, but got an unknown name"
                 )
             checked.append((name, self._check(name, value)))
-        row = self._van[0]
+        views = self._input_views
         for name, value in checked:
             if name == "gear_request" and value == 7:
                 continue  # NoRequest: keep the present gear request
-            row["in_" + name] = value
+            views[name][0] = value
 
     def set_compartment(self, number: int, **inputs: Any) -> None:
         """Set inputs of compartment ``number`` (1-based): lock_request, door_release,
@@ -213,8 +216,9 @@ class Van:
                     f"{', '.join(COMPARTMENT_INPUT_NAMES)}, but got an unknown name"
                 )
             checked.append((name, self._check(name, value)))
+        views = self._comp_input_views
         for name, value in checked:
-            self._comps[idx]["in_" + name] = value
+            views[name][idx] = value
 
     def _finite(self, what: str, value: Any, limit: float) -> float:
         ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
