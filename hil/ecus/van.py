@@ -17,10 +17,6 @@ from hil.ecus.base import EcuConfigError
 
 __all__ = ["PlantVan"]
 
-#: Snapshot as the record's row tuple read by field index, commands written into it; False
-#: takes the snapshot as a dict of every field (tests/hil/ecus/test_van_view.py runs both).
-_FAST_PATHS = True
-
 
 class PlantVan:
     """Adapter of :class:`hil.plant.model.Van` (``model``) to the ECUs' ``VanView``."""
@@ -37,7 +33,6 @@ class PlantVan:
         self._row: tuple[Any, ...] | list[Any] = ()
         # Each input field as a one-element view of the live record: a written value read back.
         self._in_views = {n: self._rec[n] for n in self._names if n.startswith("in_")}
-        self._snap: dict[str, float] = {}
         self._comps_live = model._comps  # the live compartment records (inputs included)
         self._comp_names: tuple[str, ...] = tuple(self._comps_live.dtype.names)
         # Each compartment input as a column view of the live records (name without "in_").
@@ -55,10 +50,7 @@ class PlantVan:
 
     def refresh(self) -> None:
         """Take a new snapshot (after a model step or a change between steps)."""
-        if _FAST_PATHS:
-            self._row = self._rec.item(0)
-        else:
-            self._snap = dict(zip(self._names, self._rec.item(0)))  # the one row as a tuple
+        self._row = self._rec.item(0)
         self._cells = None
         self._comps = self._comp_rows = self._comp_columns = None
 
@@ -74,9 +66,7 @@ class PlantVan:
 
     def read(self, name: str) -> float:
         try:
-            if _FAST_PATHS:
-                return self._row[self._index[name]]  # type: ignore[no-any-return]
-            return self._snap[name]
+            return self._row[self._index[name]]  # type: ignore[no-any-return]
         except KeyError:
             raise EcuConfigError(f"van output {name!r}: expected one of the plant's outputs, but got an unknown name") from None
 
@@ -87,33 +77,7 @@ class PlantVan:
             raise EcuConfigError(f"van parameter {name!r}: expected a VanParams field, but got an unknown name") from None
 
     def command(self, **inputs: float) -> None:
-        if _FAST_PATHS:
-            self._command_fast(inputs)
-            return
-        snap = self._snap
-        keys = self._input_keys
         # ECUs repeat their command every cycle; only a change needs the model's checked setter.
-        for name, value in inputs.items():
-            key = keys.get(name)
-            if key is None:
-                key = "in_" + name
-                if name in self._input_names:  # only real inputs: a bad name must not grow it
-                    keys[name] = key
-            if snap.get(key) != value:
-                break
-        else:
-            return
-        changed = {name: value for name, value in inputs.items() if snap.get("in_" + name) != value}
-        self.model.set_inputs(changed)
-        # A write is seen by readers at once (e.g. an ECU reporting what it commanded).
-        row = self._rec[0]
-        for name in changed:
-            key = "in_" + name
-            if key in snap:
-                snap[key] = row[key].item()
-
-    def _command_fast(self, inputs: dict[str, float]) -> None:
-        """:meth:`command` on the tuple snapshot: the same checks, writes and read-backs."""
         row = self._row
         index = self._index
         keys = self._input_keys
@@ -149,21 +113,14 @@ class PlantVan:
         if isinstance(number, int) and 1 <= number <= live.shape[0]:
             # The CBC repeats its command every frame: only a change goes through the model's
             # checked setter (and makes the next read take a new snapshot).
-            if _FAST_PATHS:
-                # The same test on the input columns (no record object for the row).
-                views = self._comp_in_views
-                k = number - 1
-                for name, value in inputs.items():
-                    view = views.get(name)
-                    if view is None or not view.item(k) == value:
-                        break
-                else:
-                    return
+            views = self._comp_in_views  # each input's column: no record object for the row
+            k = number - 1
+            for name, value in inputs.items():
+                view = views.get(name)
+                if view is None or not view.item(k) == value:
+                    break
             else:
-                row = live[number - 1]
-                names = self._comp_names
-                if all("in_" + name in names and row["in_" + name] == value for name, value in inputs.items()):
-                    return
+                return
         self.model.set_compartment(number, **inputs)
         self._comps = self._comp_rows = self._comp_columns = None
 

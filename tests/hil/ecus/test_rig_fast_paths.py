@@ -3,12 +3,10 @@
 Each shortcut (hil.bus.clock._FAST_PATHS: the driver loop of a plain run to a deadline;
 hil.ecus.base._FAST_PATHS: one-frame send path, the codec's generated encoder
 called directly, page encoders of multiplexed messages, counter+CRC in one step, whole-frame
-command decode cache, a command received in one function, supervision rescheduling without
-the empty hook; hil.bus.channel._FAST_PATHS: end of frame inside its start (a good frame's
+command decode cache, supervision rescheduling without the empty hook; hil.bus.channel._FAST_PATHS: end of frame inside its start (a good frame's
 inlined), send_data straight into the controller, arbitration with one contender, data
 frames to ECUs without a python-can message; hil.bus.bits._KERNEL: bit counts from the
-numba kernel; hil.ecus.van._FAST_PATHS: the van snapshot by field index, commands checked
-on it and on input columns; vehicle_io.e2e._FAST_PATHS: the E2E receiver's short path) sits
+numba kernel; vehicle_io.e2e._FAST_PATHS: the E2E receiver's short path) sits
 next to the general path it replaces. The same rig runs once with all of them and once with
 none, with ECU faults, wire faults, a bus-off, a babbling node and a python-can user that
 drives the clock by waiting: every wire frame (timing, bits, payload), every bus event and
@@ -25,7 +23,6 @@ import hil.bus.bits as bits
 import hil.bus.channel as channel_mod
 import hil.bus.clock as clock_mod
 import hil.ecus.base as base
-import hil.ecus.van as van_mod
 import vehicle_io.e2e as e2e
 from hil.ecus.adc import AdcPlan
 from hil.ecus.gwstub import GatewayStub
@@ -37,7 +34,6 @@ def _run(make_rig: Any, monkeypatch: pytest.MonkeyPatch, fast: bool) -> dict[str
     monkeypatch.setattr(channel_mod, "_FAST_PATHS", fast)
     monkeypatch.setattr(clock_mod, "_FAST_PATHS", fast)
     monkeypatch.setattr(base, "_FAST_PATHS", fast)
-    monkeypatch.setattr(van_mod, "_FAST_PATHS", fast)
     monkeypatch.setattr(e2e, "_FAST_PATHS", fast)
     monkeypatch.setattr(bits, "_COUNT_CACHE", {})
     # The same channel names both times (events and stats name their channel): one rig at a time.

@@ -88,47 +88,48 @@ def test_advance_steps_refuses_what_is_no_step_count(n_steps: object) -> None:
     assert view.model._van.tobytes() == before
 
 
-def test_tuple_snapshot_reads_and_commands_as_the_dict_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The snapshot by field index (hil.ecus.van._FAST_PATHS) against the dict of every field:
-    the same reads after steps, changes, repeats, a NoRequest gear and refused commands."""
-    import hil.ecus.van as van_mod
+def test_reads_follow_the_record_through_steps_commands_and_refusals() -> None:
+    """The snapshot (the record's row, read by field index) reads what the live record holds
+    after every step and every command (a write is read back at once), repeats and a
+    NoRequest gear included; refused commands change nothing."""
+    view, _ = _pair(seed=4)
+    model = view.model
+    names = list(view._names)
 
-    def run(fast: bool) -> list[object]:
-        monkeypatch.setattr(van_mod, "_FAST_PATHS", fast)
-        view, _ = _pair(seed=4)
-        names = [n for n in view._names]
-        seen: list[object] = []
-        plan = [
-            {"motor_torque_request_nm": 150.0},
-            {"motor_torque_request_nm": 150.0, "brake_pressure_request_bar": 0.0},
-            {"gear_request": 7, "steer_angle_request_deg": 12.5},  # NoRequest keeps the gear
-            {"brake_pressure_request_bar": 20.0, "motor_torque_request_nm": -40.0},
-            {"hv_request": 1},
-        ]
-        cargo = [(1, {"lock_request": 2, "door_release": 0}), (1, {"lock_request": 2, "door_release": 0}),
-                 (2, {"lock_request": 0, "door_release": 1}), (1, {"lock_request": 1, "door_release": 0}), (2, {})]
-        for step, inputs in enumerate(plan * 3):
-            view.command(**inputs)
-            seen.append([view.read(n) for n in names])  # a write is read back at once
-            number, comp_inputs = cargo[step % len(cargo)]
-            view.command_compartment(number, **comp_inputs)
-            seen.append([dict(c) for c in view.compartments()])
-            view.step(0.01 if step % 4 else 0.02)
-            seen.append([view.read(n) for n in names])
-        for bad in ({"no_such_input": 1.0}, {"brake_pressure_request_bar": float("nan")}, {"gear_request": 5}):
-            with pytest.raises(PlantInputError):
-                view.command(**bad)
-            seen.append([view.read(n) for n in names])
-        for number, bad_inputs in ((1, {"no_such_input": 1}), (2, {"lock_request": 9}), (0, {"lock_request": 1})):
-            with pytest.raises(PlantInputError):
-                view.command_compartment(number, **bad_inputs)
-        seen.append(view.model._comps.tobytes())
-        with pytest.raises(Exception, match="van output 'nope'"):
-            view.read("nope")
-        seen.append(view.model._van.tobytes())
-        return seen
+    def assert_reads_the_record() -> None:
+        assert [view.read(n) for n in names] == list(model._van.item(0))
+        assert [dict(c) for c in view.compartments()] == [dict(zip(model._comps.dtype.names, row))
+                                                           for row in model._comps.tolist()]
 
-    fast = run(True)
-    general = run(False)
-    assert fast == general
-    assert fast[-2] != fast[1]  # the van moved: the comparison saw changing values
+    plan = [
+        {"motor_torque_request_nm": 150.0},
+        {"motor_torque_request_nm": 150.0, "brake_pressure_request_bar": 0.0},
+        {"gear_request": 7, "steer_angle_request_deg": 12.5},  # NoRequest keeps the gear
+        {"brake_pressure_request_bar": 20.0, "motor_torque_request_nm": -40.0},
+        {"hv_request": 1},
+    ]
+    cargo = [(1, {"lock_request": 2, "door_release": 0}), (1, {"lock_request": 2, "door_release": 0}),
+             (2, {"lock_request": 0, "door_release": 1}), (1, {"lock_request": 1, "door_release": 0}), (2, {})]
+    rows = []
+    for step, inputs in enumerate(plan * 3):
+        view.command(**inputs)
+        assert_reads_the_record()
+        number, comp_inputs = cargo[step % len(cargo)]
+        view.command_compartment(number, **comp_inputs)
+        assert_reads_the_record()
+        view.step(0.01 if step % 4 else 0.02)
+        assert_reads_the_record()
+        rows.append(tuple(view.read(n) for n in names if not n.startswith("in_")))
+    assert view.read("in_steer_angle_request_deg") == 12.5
+    assert len(set(rows)) == len(rows)  # every step changed outputs: the reads saw new values
+    van_before, comps_before = model._van.tobytes(), model._comps.tobytes()
+    for bad in ({"no_such_input": 1.0}, {"brake_pressure_request_bar": float("nan")}, {"gear_request": 5}):
+        with pytest.raises(PlantInputError):
+            view.command(**bad)
+    for number, bad_inputs in ((1, {"no_such_input": 1}), (2, {"lock_request": 9}), (0, {"lock_request": 1})):
+        with pytest.raises(PlantInputError):
+            view.command_compartment(number, **bad_inputs)
+    assert (model._van.tobytes(), model._comps.tobytes()) == (van_before, comps_before)
+    assert_reads_the_record()
+    with pytest.raises(Exception, match="van output 'nope'"):
+        view.read("nope")
