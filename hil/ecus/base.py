@@ -731,9 +731,14 @@ class SimEcu:
                 frame = cache[1][counter] = bytes(buf)
             payload = frame
             tx.counter = (counter + 1) % COUNTER_MODULO
+        self._put(tx, payload)
+
+    def _put(self, tx: _Tx, payload: bytes) -> None:
+        """Hand one frame of ``tx`` to its controller; a refusal (bus-off, full queue) drops it
+        and is counted, and the task keeps its cycle, as a real ECU's does."""
         endpoint = tx.endpoint
         # A clock event holds the clock lock: the frame goes straight in when the node takes it.
-        if not endpoint._submit_data(tx.frame_id, payload, tx.is_ext, tx.is_fd, tx.is_fd):
+        if not (_FAST_PATHS and endpoint._submit_data(tx.frame_id, payload, tx.is_ext, tx.is_fd, tx.is_fd)):
             try:
                 endpoint.send_data(tx.frame_id, payload, is_extended_id=tx.is_ext, is_fd=tx.is_fd,
                                    bitrate_switch=tx.is_fd, timeout=0)
@@ -844,17 +849,7 @@ class SimEcu:
                 payload = frame
                 if not freeze:
                     tx.counter = (tx.counter + 1) % COUNTER_MODULO
-            endpoint = tx.endpoint
-            if not (_FAST_PATHS and endpoint._submit_data(tx.frame_id, payload, tx.is_ext, tx.is_fd, tx.is_fd)):
-                try:
-                    endpoint.send_data(tx.frame_id, payload, is_extended_id=tx.is_ext, is_fd=tx.is_fd,
-                                       bitrate_switch=tx.is_fd, timeout=0)
-                except (can.CanError, HilBusError):
-                    # A controller in bus-off or with a full queue drops the frame; the task keeps
-                    # its cycle, as a real ECU's does.
-                    self._stats.send_refused += 1
-                    continue
-            tx.sent += 1
+            self._put(tx, payload)
 
     # -- bus-off (the ECU's CAN state manager) -------------------------------------------------
 
