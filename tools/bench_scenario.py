@@ -13,7 +13,7 @@ running part alone, and frames per simulated and per wall second on the buses. T
 numba warm-up (kernel compile or cache load, first run of every kernel) happens in an untimed
 1 s run first and is printed apart. The figure to compare with the target is the overall one.
 Last, ``--split-s`` seconds of steady drive are run again with the runner's parts timed, to
-show where a 10 ms tick goes (rig, gateway receive path, deadline checks, control tick).
+show where a 10 ms tick goes (rig, gateway receive path, control tick with its deadline checks).
 """
 
 from __future__ import annotations
@@ -95,25 +95,19 @@ class _Probe:
 
 
 class _Split:
-    """Time spent per 10 ms tick in the runner's four parts: the rig (van, ECUs, buses) up to
-    the tick, the gateway's receive path (drain the buses, decode, check, store), the
-    gateway's deadline checks and the control loop's tick (snapshot, kernel, encode, send;
-    the send includes the rig's submit of the frame). A runner that fuses the deadline checks
-    into the control tick (``ControlLoop.tick(check_deadlines=True)``) shows them there and 0 us
-    under "gateway deadlines". The rest is the runner itself (actions, samplers). Each wrapped
-    call costs ~0.2 us more than it would unwrapped."""
+    """Time spent per 10 ms tick in the runner's three parts: the rig (van, ECUs, buses) up to
+    the tick, the gateway's receive path (``_Receiver.feed``: drain the buses, decode, check,
+    store) and the control loop's tick (deadline checks and snapshot, kernel, encode, send;
+    the send includes the rig's submit of the frame). The rest is the runner itself (actions,
+    samplers). Each wrapped call costs ~0.2 us more than it would unwrapped."""
 
     def __init__(self) -> None:
         from hil.rig import Rig
         from hil.scenario import runner
         from vehicle_io.control.loop import ControlLoop
-        from vehicle_io.gateway import Gateway
 
-        # The receive path: runner._Receiver.feed (all buses in one call) where the runner has
-        # it, else runner._feed (one call per bus).
-        receive = (runner._Receiver, "feed") if hasattr(runner, "_Receiver") else (runner, "_feed")
-        self.targets = [(Rig, "run_until", "rig"), (*receive, "gateway receive"),
-                        (Gateway, "check_deadlines", "gateway deadlines"), (ControlLoop, "tick", "control tick")]
+        self.targets = [(Rig, "run_until", "rig"), (runner._Receiver, "feed", "gateway receive"),
+                        (ControlLoop, "tick", "control tick")]
         self.spent = dict.fromkeys([label for _, _, label in self.targets], 0.0)
         self.ticks = 0
         self.first_t: float | None = None  # the first rig step: the loop starts (set-up before it)
@@ -174,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these scenarios (stem)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N top functions by own time")
     parser.add_argument("--split-s", type=float, default=20.0, metavar="S",
-                        help="then a steady drive of S s timed by part: rig, gateway receive, deadlines, "
+                        help="then a steady drive of S s timed by part: rig, gateway receive, "
                              "control tick (0: skip; default 20)")
     args = parser.parse_args(argv)
 

@@ -1029,14 +1029,7 @@ class Gateway:
         ``sent``: count the frame there (the caller adds it to the gate's counters) instead of
         in the gate at once."""
         with self._tx_lock:
-            spec = self._tx_specs.get((bus_name, frame_id, is_extended))
-            if spec is None and bus_name not in self._db_buses:
-                spec = self._tx_specs.get((None, frame_id, is_extended))
-            if spec is not None:
-                key = (bus_name, frame_id)
-                counter = self._tx_counter.get(key, 0)
-                payload = self._protected(spec, key, payload, counter)
-                self._tx_counter[key] = (counter + 1) % COUNTER_MODULO
+            payload = self._with_e2e(bus_name, frame_id, is_extended, payload)
             bus_ts = time.time()  # what the Message of _emit would carry
             try:
                 direct(frame_id, payload, is_extended_id=is_extended, is_fd=is_fd, bitrate_switch=is_fd,
@@ -1070,16 +1063,8 @@ class Gateway:
     ) -> can.Message:
         """The tail of every transmission that passed the gate: E2E fill, send, accounting."""
         with self._tx_lock:
-            spec = None
             if fill_e2e and not is_remote:
-                spec = self._tx_specs.get((bus_name, frame_id, is_extended))
-                if spec is None and bus_name not in self._db_buses:
-                    spec = self._tx_specs.get((None, frame_id, is_extended))
-            if spec is not None:
-                key = (bus_name, frame_id)
-                counter = self._tx_counter.get(key, 0)
-                payload = self._protected(spec, key, payload, counter)
-                self._tx_counter[key] = (counter + 1) % COUNTER_MODULO
+                payload = self._with_e2e(bus_name, frame_id, is_extended, payload)
             out = can.Message(
                 timestamp=time.time(),
                 arbitration_id=frame_id,
@@ -1104,6 +1089,20 @@ class Gateway:
         if self.recorder is not None:
             self.recorder.record(out)
         return out
+
+    def _with_e2e(self, bus_name: str, frame_id: int, is_extended: bool, payload: bytes) -> bytes:
+        """``payload`` with the next alive counter and CRC of its message on ``bus_name`` (as is
+        when the message is not E2E protected); the tx lock is held."""
+        spec = self._tx_specs.get((bus_name, frame_id, is_extended))
+        if spec is None and bus_name not in self._db_buses:
+            spec = self._tx_specs.get((None, frame_id, is_extended))
+        if spec is None:
+            return payload
+        key = (bus_name, frame_id)
+        counter = self._tx_counter.get(key, 0)
+        payload = self._protected(spec, key, payload, counter)
+        self._tx_counter[key] = (counter + 1) % COUNTER_MODULO
+        return payload
 
     def _protected(self, spec: E2ESpec, key: tuple[str, int], payload: bytes, counter: int) -> bytes:
         """``protect(spec, payload, counter)`` as bytes, from a cache of the last payload per key.

@@ -237,32 +237,6 @@ class BlackBox:
                 self._flush_singles(bus)
             self._append(bus, held)
 
-    def add_batches(
-        self,
-        batches: Iterable[tuple[str, npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.uint8],
-                               npt.NDArray[np.uint8]]],
-    ) -> None:
-        """:meth:`add_batch` ``(bus, times, ids, data, lengths, copy=False)`` of each batch, in order.
-
-        For a caller that hands over the batches of several buses at once (the gateway's
-        :meth:`~vehicle_io.gateway.Gateway.process_multi`): the same rings, one lock.
-        """
-        lock = self._lock
-        singles = self._singles
-        seconds = self.seconds
-        for bus, times, ids, data, lengths in batches:
-            n = ids.shape[0]
-            if n == 0:
-                continue
-            if not (type(times) is np.ndarray and times.dtype is _F64 and type(ids) is np.ndarray
-                    and ids.dtype is _U32 and type(data) is np.ndarray and data.dtype is _U8
-                    and type(lengths) is np.ndarray and lengths.dtype is _U8):
-                self.add_batch(bus, times, ids, data, lengths, copy=False)
-                continue
-            held = _Held(_Chunk(times, ids, data, lengths, _zeros_u8(n), times), _t_max(times))
-            with lock:
-                self._push_held(bus, held, singles, seconds)
-
     def add_segments(
         self,
         segments: Iterable[tuple[str, int, int]],
@@ -271,8 +245,8 @@ class BlackBox:
         data: npt.NDArray[np.uint8],
         lengths: npt.NDArray[np.uint8],
     ) -> None:
-        """:meth:`add_batches` of ``(bus, times[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi])``
-        for each ``(bus, lo, hi)`` of ``segments``, in order.
+        """:meth:`add_batch` ``(bus, times[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi],
+        copy=False)`` for each ``(bus, lo, hi)`` of ``segments``, in order.
 
         The gateway's one batch of a tick's buses: each ring keeps the tick's arrays with its
         row range and slices them only when the window is read, so a tick costs one pass
@@ -281,8 +255,9 @@ class BlackBox:
         if not (type(times) is np.ndarray and times.dtype is _F64 and times.ndim == 1
                 and type(ids) is np.ndarray and ids.dtype is _U32 and type(data) is np.ndarray
                 and data.dtype is _U8 and type(lengths) is np.ndarray and lengths.dtype is _U8):
-            self.add_batches([(bus, times[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi])
-                              for bus, lo, hi in segments])
+            for bus, lo, hi in segments:
+                if hi > lo:
+                    self.add_batch(bus, times[lo:hi], ids[lo:hi], data[lo:hi], lengths[lo:hi], copy=False)
             return
         values = times.tolist()
         arrays = (times, ids, data, lengths)
@@ -297,22 +272,18 @@ class BlackBox:
                 total = sum(seg)
                 if total != total and any(v != v for v in seg):  # sum is NaN when any value is
                     top = math.nan
-                self._push_held(bus, _Held.span(arrays, lo, hi, top), singles, seconds)
-
-    def _push_held(self, bus: str, held: _Held, singles: dict[str, list[_SingleRow]], seconds: float) -> None:
-        """:meth:`_append` of a batch's entry after ``bus``'s waiting single frames (lock held);
-        ``singles`` and ``seconds`` are the box's, passed in by the batch loops."""
-        if bus in singles:
-            self._flush_singles(bus)
-        ring = self._buses.get(bus)
-        if ring is None or len(ring) == 0:
-            self._append(bus, held)
-            return
-        # _append inlined (the common case: a ring with entries)
-        ring.append(held)
-        horizon = held.t_max - seconds
-        while len(ring) > 1 and _held_max(ring[0]) <= horizon:
-            ring.popleft()
+                held = _Held.span(arrays, lo, hi, top)
+                if bus in singles:
+                    self._flush_singles(bus)
+                ring = self._buses.get(bus)
+                if ring is None or len(ring) == 0:
+                    self._append(bus, held)
+                    continue
+                # _append inlined (the common case: a ring with entries)
+                ring.append(held)
+                horizon = top - seconds
+                while len(ring) > 1 and _held_max(ring[0]) <= horizon:
+                    ring.popleft()
 
     def _append(self, bus: str, chunk: _Chunk | list[_SingleRow] | _Held) -> None:
         """Add a chunk (or single-frame rows) to ``bus``'s ring and drop what fell out of the
