@@ -441,13 +441,7 @@ class E2EReceiver:
         # CRC verdicts of recent frames: a command that holds still repeats 15 frames (one
         # per counter value), so most checks are a lookup. Bounded; the CRC is a pure function.
         self._crc_ok: dict[bytes, bool] = {}
-        # The short path's constants (see check()).
-        self._length = spec.length
-        self._counter_byte = spec.counter_byte
-        self._counter_shift = spec.counter_shift
-        self._crc_byte = spec.crc_byte
-        table = CRC8_TABLE_INTS
-        self._crc_start = table[table[CRC8_INIT ^ (spec.data_id & 0xFF)] ^ (spec.data_id >> 8)]
+        self._length = spec.length  # the short path's frame length (see check())
 
     @property
     def state(self) -> SMState:
@@ -467,30 +461,13 @@ class E2EReceiver:
         if _FAST_PATHS and self.sm.state is _SM_VALID and type(data) is bytes and len(data) == self._length:
             # The usual case of a running receiver: VALID, a frame of exactly its length with
             # the next counter value and a CRC that holds. The same steps as the general path:
-            # the CRC verdict cached as _crc_holds caches it, status OK, last_counter moves,
+            # the CRC verdict from _crc_holds (its cache), status OK, last_counter moves,
             # the state machine takes an OK. Anything else goes the general way.
-            counter = (data[self._counter_byte] >> self._counter_shift) & 0x0F
+            counter = self.spec.counter_of(data)
             last = self.last_counter
-            if last is not None and counter == (last + 1) % COUNTER_MODULO:
-                cache = self._crc_ok
-                ok = cache.get(data)
-                if ok is None:
-                    # spec.crc_of(data), from the precomputed data-id part of the register
-                    table = CRC8_TABLE_INTS
-                    crc = self._crc_start
-                    cb = self._crc_byte
-                    if cb:
-                        for byte in data[:cb]:
-                            crc = table[crc ^ byte]
-                    for byte in data[cb + 1 :]:
-                        crc = table[crc ^ byte]
-                    ok = data[cb] == crc ^ CRC8_XOROUT
-                    if len(cache) >= 4 * COUNTER_MODULO:
-                        cache.clear()
-                    cache[data] = ok
-                if ok:
-                    self.last_counter = counter
-                    return _OK, self.sm.update(_OK)
+            if last is not None and counter == (last + 1) % COUNTER_MODULO and self._crc_holds(data):
+                self.last_counter = counter
+                return _OK, self.sm.update(_OK)
         return self._check_general(data)
 
     def _check_general(self, data: bytes | bytearray | Sequence[int]) -> tuple[CheckStatus, SMState]:
