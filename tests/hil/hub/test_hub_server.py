@@ -284,7 +284,9 @@ def test_a_client_that_does_not_read_loses_only_its_own_frames_and_they_are_coun
     """Towards receivers: a bounded buffer per client; what does not fit is dropped and counted."""
     hub = make_hub(max_pending_bytes=4096, socket_buffer_bytes=4096)
     sender = raw_client(hub.port, "pt", "raw")
-    reader = raw_client(hub.port, "pt", "raw")
+    # The reader keeps up: its kernel buffer holds the whole flood, so a reader thread held up
+    # by a loaded machine (the hub runs in this process) does not read as a slow client.
+    reader = raw_client(hub.port, "pt", "raw", rcvbuf=1 << 20)
     sleeper = raw_client(hub.port, "pt", "raw", rcvbuf=4096)  # connected, never reads until the end
     time.sleep(hub.rawmode_settle_s * 2)
     n = 4000
