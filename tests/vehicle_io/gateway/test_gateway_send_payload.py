@@ -164,13 +164,14 @@ def _run_mode(steps: list[tuple[str, Any]], shutdown_at: int, mode: str, bus_cls
 
     try:
         for k, (kind, arg) in enumerate(steps):
-            if kind != "send":  # a run of sends shares one time: send_many sends it at once
+            if kind != "send":
+                # A run of sends shares one time: send_many sends it at once, at that time.
+                flush()
                 clock.advance(0.001)
             if k == shutdown_at:
                 flush()
                 gw.shutdown()
             if kind != "send":
-                flush()
                 if kind == "toggle_arm":
                     gate.disarm(arg) if gate.is_armed(arg) else gate.arm(arg)
                 else:
