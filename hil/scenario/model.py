@@ -40,7 +40,8 @@ Schema (every time in seconds of simulated bus time since the rig started)::
 
 "stays": signal within [lo, hi] on every tick from the reference to ``until_s`` (default
 end). "never": ``signal op value`` (op one of > >= < <= == !=) never holds while the
-optional guard ``when_signal when_op when_value`` holds, on every tick in [from_s, until_s].
+optional guard ``when_signal when_op when_value`` holds, on every tick in [from_s, until_s]
+that is at or after the reference (``after_s`` or the first ``after_event``, as below).
 "event": event ``code`` becomes active within ``within_s`` of ``after_s`` (or of the first
 ``after_event``). Every error is one line naming the file and the key.
 """

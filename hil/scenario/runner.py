@@ -248,7 +248,7 @@ def _evaluate(e: Expectation, t: np.ndarray, s: dict[str, np.ndarray], events: l
                 and ref <= ev["t"] <= ref + e.within_s + 1e-9]
         return res(bool(hits), f"first at t={hits[0]:.2f} s" if hits else f"not within {e.within_s:g} s of t={ref:.2f}")
     if e.kind == "never":
-        mask = (t >= e.from_s) & (t <= min(e.until_s, end_s))
+        mask = (t >= max(e.from_s, ref)) & (t <= min(e.until_s, end_s))
         bad = mask & _OPS[e.op](s[e.signal], e.value)
         if e.when_signal:
             bad &= _OPS[e.when_op](s[e.when_signal], e.when_value)

@@ -113,3 +113,19 @@ def test_progress_callback_counts_simulated_seconds() -> None:
     path = SCENARIOS[0].parent / "overload_1700kg.toml"
     run_scenario(path, progress=lambda done, total: calls.append((done, total)))
     assert [round(d, 6) for d, _ in calls] == [float(k) for k in range(10)] and {t for _, t in calls} == {10.0}
+
+
+@pytest.mark.parametrize(("reference", "ok"), [({}, False), ({"after_s": 2.0}, True), ({"after_s": 1.0}, False),
+                                               ({"after_event": "ILK_X"}, True), ({"from_s": 2.0}, True),
+                                               ({"after_event": "ILK_NEVER_SEEN"}, False)])
+def test_never_is_judged_from_its_reference(reference: dict, ok: bool) -> None:
+    import numpy as np
+
+    from hil.scenario.model import Expectation
+    from hil.scenario.runner import _evaluate
+
+    t = np.arange(0.0, 4.0, 0.5)
+    x = np.where(t < 2.0, 1.0, 0.0)  # 1 until t = 1.5 s, 0 from t = 2 s
+    events = [{"t": 2.0, "code": "ILK_X", "active": True}]
+    e = Expectation(index=0, kind="never", text="x", signal="s", op="!=", value=0.0, **reference)
+    assert _evaluate(e, t, {"s": x}, events, end_s=4.0).passed is ok
