@@ -157,8 +157,34 @@ def step(state, inp, out, thr):
     s["eps_refuse_s"] = s["eps_refuse_s"] + dt if eps_refuses else 0.0
     mcu_refuses = s["prev_drive_enable"] == 1 and mcu_ok and not _flag(u["mcu_torque_enabled"])
     s["mcu_refuse_s"] = s["mcu_refuse_s"] + dt if mcu_refuses else 0.0
+    # Unintended torque (the classic EV hazard): whenever only the gateway may ask for torque
+    # (it sent GW_DriveEnable, it is responsible for motion, or the VCU is in Auto with no
+    # driver aboard), the MCU's torque must lie between zero and what the gateway sent (0 Nm
+    # without GW_DriveEnable), give or take the band: less is a limit the MCU may apply, more
+    # or the other way is not. NaN compares false: an unreadable torque is not judged here.
+    t_sent = s["torque_nm"] if s["prev_drive_enable"] == 1 else 0.0
+    t_band = max(k["torque_plaus_abs_nm"], k["torque_plaus_rel"] * abs(t_sent))
+    t_act = u["mcu_torque_actual_nm"]
+    gateway_drives = (s["prev_drive_enable"] == 1 or s["responsible"] == 1 or (
+        vcu_ok and _level(u["vcu_drive_mode"]) == 1 and not _flag(u["vcu_driver_present"])))
+    torque_excess = (gateway_drives and mcu_ok
+                     and (t_act > max(t_sent, 0.0) + t_band or t_act < min(t_sent, 0.0) - t_band))
+    s["torque_excess_s"] = s["torque_excess_s"] + dt if torque_excess else 0.0
+    # A brake that does not build what the gateway sent (ABS may legitimately hold it lower).
+    p_sent = s["prev_brake_bar"]
+    brake_deficit = (p_sent > 0.0 and brk_ok and not _flag(u["brk_abs_active"])
+                     and u["brk_pressure_bar"] < p_sent - max(k["brake_plaus_abs_bar"], k["brake_plaus_rel"] * p_sent))
+    s["brake_deficit_s"] = s["brake_deficit_s"] + dt if brake_deficit else 0.0
     if s["eps_refuse_s"] >= k["actuator_response_s"] or s["mcu_refuse_s"] >= k["actuator_response_s"]:
         s["lat_actuator"] = 1
+    if s["torque_excess_s"] >= k["actuator_response_s"]:
+        s["lat_actuator"] = 1
+    if s["brake_deficit_s"] >= k["actuator_response_s"]:
+        s["lat_actuator"] = 1
+    # Still torque actuator_response_s after the trip withdrew GW_DriveEnable: the MCU does
+    # not obey; opening the contactors is the last way to take its torque away.
+    if s["torque_excess_s"] >= 2.0 * k["actuator_response_s"]:
+        s["lat_hv_open"] = 1
 
     # ---------------------------------------------------------------- e-stop (latched)
     estop_now = (adc_cmd_ok and _flag(u["adc_estop"])) or _flag(u["estop_remote"]) or _flag(u["estop_physical"])
@@ -450,7 +476,10 @@ def step(state, inp, out, thr):
 
     # ---------------------------------------------------------------- EPB
     adc_epb = _level(u["adc_epb_request"]) if adc_cmd_ok else -1
-    if standstill and (s["lat_estop"] == 1 or s["lat_hv_open"] == 1 or (engaged and (adc_epb == 1 or gear_act == 0))):
+    # A latched actuator fault at standstill secures the van on the EPB (a brake that does not
+    # build pressure cannot hold it, and nothing may move it until the reset).
+    if standstill and (s["lat_estop"] == 1 or s["lat_hv_open"] == 1 or s["lat_actuator"] == 1
+                       or (engaged and (adc_epb == 1 or gear_act == 0))):
         s["epb_hold"] = 1
     epb_out = 1 if (s["epb_hold"] == 1 and standstill) else 0
     release_ok = (engaged and adc_epb == 2 and in_drive_gear and brake_held and not door_ilk and hv_ready
@@ -559,6 +588,7 @@ def step(state, inp, out, thr):
     y["brake_emergency"] = 1 if emergency else 0
     y["brake_hold"] = 1 if hold else 0
     y["brake_pressure_bar"] = pressure
+    s["prev_brake_bar"] = pressure if brake_on else 0.0
     y["steer_enable"] = 1 if steer_ok else 0
     y["steer_angle_deg"] = s["steer_deg"]
     y["steer_rate_limit_degps"] = rate if steer_ok else 0.0

@@ -92,9 +92,11 @@ INPUT_SIGNALS: tuple[tuple[str, str], ...] = (
     ("mcu_torque_limit_motoring_nm", "MCU_TorqueLimitMotoring"),
     ("mcu_torque_limit_regen_nm", "MCU_TorqueLimitRegen"),
     ("mcu_torque_enabled", "MCU_TorqueEnabled"),
+    ("mcu_torque_actual_nm", "MCU_TorqueActual"),
     ("brk_fault_level", "BRK_FaultLevel"),
     ("brk_pressure_bar", "BRK_Pressure"),
     ("brk_hold_active", "BRK_HoldActive"),
+    ("brk_abs_active", "BRK_AbsActive"),
     ("brk_long_accel_mps2", "BRK_LongAccel"),
     ("brk_yaw_rate_degps", "BRK_YawRate"),
     ("brk_wheel_speeds_valid", "BRK_WheelSpeedsValid"),
@@ -246,12 +248,20 @@ INTERLOCKS: tuple[Interlock, ...] = (
               "unlock requested away from standstill or not in P -> refused (lock kept)",
               ("standstill_speed_mps",), "refuse unlock"),
     Interlock("hv_open", "ILK_HV_OPEN_REQUEST", 0xC10019, "GW_IlkHvOpen", "latched with bms_fault",
-              "contactor opening requested (bms_fault at standstill, or critical)", (), "open contactors"),
+              "contactor opening requested (bms_fault at standstill, or critical; or an MCU still "
+              "delivering unintended torque actuator_response_s after the gateway withdrew "
+              "GW_DriveEnable for it: the last way to take the torque away)", (), "open contactors"),
     Interlock("actuator_response", "ILK_ACTUATOR_RESPONSE", 0xC1001A, "GW_IlkActuatorResponse",
               "latched; reset at standstill by request",
-              "GW_SteerEnable sent but EPS_ControlActive 0 (no driver override), or GW_DriveEnable sent "
-              "but MCU_TorqueEnabled 0, on every tick for actuator_response_s -> the actuator refuses: "
-              "no propulsion, steering off, safe stop (latched)", ("actuator_response_s",),
+              "GW_SteerEnable sent but EPS_ControlActive 0 (no driver override), GW_DriveEnable sent "
+              "but MCU_TorqueEnabled 0, MCU_TorqueActual beyond the torque the gateway sent (away from "
+              "zero, by more than max(torque_plaus_abs_nm, torque_plaus_rel * |command|); 0 Nm "
+              "without GW_DriveEnable) while the gateway drives, or BRK_Pressure below the pressure "
+              "the gateway sent by more than max(brake_plaus_abs_bar, brake_plaus_rel * command) "
+              "(ABS not modulating), on every tick for actuator_response_s -> the actuator does not "
+              "follow: no propulsion, steering off, safe stop (latched), EPB at standstill",
+              ("actuator_response_s", "torque_plaus_abs_nm", "torque_plaus_rel", "brake_plaus_abs_bar",
+               "brake_plaus_rel"),
               "safe stop, steering off"),
 )
 INTERLOCK_NAMES: tuple[str, ...] = tuple(i.name for i in INTERLOCKS)
@@ -308,10 +318,14 @@ STATE_DTYPE = np.dtype(
         ("accel_mps2", np.float64),  # jerk-limited acceleration command
         ("torque_nm", np.float64),  # last torque command
         ("plaus_timer_s", np.float64),
-        # how long the EPS / MCU has refused what the gateway commanded on the tick before
+        # how long the EPS / MCU has refused what the gateway commanded on the tick before,
+        # how long the MCU's torque / the BRK's pressure has not matched the command
         ("eps_refuse_s", np.float64),
         ("mcu_refuse_s", np.float64),
+        ("torque_excess_s", np.float64),
+        ("brake_deficit_s", np.float64),
         ("prev_drive_enable", np.uint8),
+        ("prev_brake_bar", np.float64),  # pressure sent on the tick before (0: brake not enabled)
         ("speed_mps", np.float64),
         # last valid CBC payload: the mass for the brake force when the payload goes stale
         # (cargo cannot change while moving; limits still take the rated payload then)
@@ -398,8 +412,13 @@ class Thresholds:
     plaus_abs_mps: float = 1.5
     plaus_rel: float = 0.2
     plaus_time_s: float = 0.3
-    # actuator response: an enabled EPS / MCU must report itself active within this time
+    # actuator response: an enabled EPS / MCU must report itself active within this time,
+    # and the MCU's torque / BRK's pressure must follow the command within these bands
     actuator_response_s: float = 0.3
+    torque_plaus_abs_nm: float = 40.0
+    torque_plaus_rel: float = 0.2
+    brake_plaus_abs_bar: float = 5.0
+    brake_plaus_rel: float = 0.5
     # driver override
     pedal_override_pct: float = 10.0
 
@@ -423,11 +442,14 @@ class Thresholds:
             raise ValueError("Thresholds: expected cell_ot_derate_degc < cell_ot_fault_degc < cell_ot_crit_degc")
         if not self.iso_fault_kohm < self.iso_warn_kohm:
             raise ValueError("Thresholds: expected iso_fault_kohm < iso_warn_kohm")
+        for name in ("torque_plaus_rel", "brake_plaus_rel"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"Thresholds.{name}: expected 0 <= x < 1, but got {getattr(self, name)}")
         if not 0.0 < self.derate_factor <= 1.0:
             raise ValueError(f"Thresholds.derate_factor: expected 0 < x <= 1, but got {self.derate_factor}")
         for name in ("curb_mass_kg", "wheel_radius_m", "gear_ratio", "brake_gain_n_per_bar", "rated_payload_kg",
                      "jerk_max_mps3", "omega_min_radps", "safe_stop_decel_mps2", "door_stop_decel_mps2",
-                     "plaus_time_s", "actuator_response_s"):
+                     "plaus_time_s", "actuator_response_s", "torque_plaus_abs_nm", "brake_plaus_abs_bar"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Thresholds.{name}: expected > 0, but got {getattr(self, name)}")
 
@@ -461,8 +483,9 @@ _HEALTHY: dict[str, float] = {
     "vcu_drive_mode": 1, "vcu_gear": 3, "vcu_epb_state": 0, "vcu_speed_kph": 0.0,
     "vcu_accel_pedal_pct": 0.0, "vcu_fault_level": 0,
     "mcu_fault_level": 0, "mcu_motor_speed_rpm": 0.0, "mcu_torque_limit_motoring_nm": 400.0,
-    "mcu_torque_limit_regen_nm": 400.0, "mcu_torque_enabled": 1,
-    "brk_fault_level": 0, "brk_pressure_bar": 0.0, "brk_hold_active": 0, "brk_long_accel_mps2": 0.0,
+    "mcu_torque_limit_regen_nm": 400.0, "mcu_torque_enabled": 1, "mcu_torque_actual_nm": 0.0,
+    "brk_fault_level": 0, "brk_pressure_bar": 0.0, "brk_hold_active": 0, "brk_abs_active": 0,
+    "brk_long_accel_mps2": 0.0,
     "brk_yaw_rate_degps": 0.0, "brk_wheel_speeds_valid": 1, "brk_wheel_fl_kph": 0.0, "brk_wheel_fr_kph": 0.0,
     "brk_wheel_rl_kph": 0.0, "brk_wheel_rr_kph": 0.0,
     "eps_fault_level": 0, "eps_driver_override": 0, "eps_steer_angle_deg": 0.0,

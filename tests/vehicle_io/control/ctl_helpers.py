@@ -19,7 +19,12 @@ def rpm_for(speed_mps: float, thr: L.Thresholds) -> float:
 
 
 class Harness:
-    """State + input + output records and the kernel, with a fake clock."""
+    """State + input + output records and the kernel, with a fake clock.
+
+    The BRK follows: each tick it reports the pressure the gateway sent on the tick before
+    (an ideal brake), until a test sets ``brk_pressure_bar`` itself; from then on the test's
+    value stays (``follow_brake()`` hands the pressure back to the ideal brake).
+    """
 
     def __init__(self, thresholds: L.Thresholds | None = None) -> None:
         from vehicle_io.control import _kernels
@@ -31,6 +36,7 @@ class Harness:
         self.inp = L.new_inputs()
         self.out = L.new_outputs()
         self.t_s = 100.0
+        self.brake_follows = True
         for name, value in NOMINAL.items():
             self.inp[name] = value
         for m in WATCHED:
@@ -41,6 +47,12 @@ class Harness:
     def set(self, **values: float) -> Harness:
         for name, value in values.items():
             self.inp[name] = value
+        if "brk_pressure_bar" in values:
+            self.brake_follows = False
+        return self
+
+    def follow_brake(self) -> Harness:
+        self.brake_follows = True
         return self
 
     def set_valid(self, message: str, valid: bool, timed_out: bool | None = None) -> None:
@@ -62,6 +74,9 @@ class Harness:
         for _ in range(n):
             self.t_s += float(self.inp["dt_s"][0])
             self.inp["t_s"] = self.t_s
+            if self.brake_follows:
+                y = self.out[0]
+                self.inp["brk_pressure_bar"] = y["brake_pressure_bar"] if y["brake_enable"] else 0.0
             self.k.step(self.state, self.inp, self.out, self.thr)
         return self.out[0]
 

@@ -462,6 +462,176 @@ class TestActuatorResponse:
         assert h.step()["control_allowed"] == 0
 
 
+class TestTorqueFollows:
+    """The MCU's torque stays between zero and what the gateway sent, give or take the band."""
+
+    TICKS = TestActuatorResponse.TICKS
+
+    @staticmethod
+    def cruising() -> Harness:
+        h = Harness()
+        y = h.moving(10.0)
+        assert y["drive_enable"] == 1 and y["torque_nm"] == 0.0, "cruising at the target: no torque asked"
+        return h
+
+    @pytest.mark.parametrize("sign", [1.0, -1.0])
+    def test_sweep_band_around_zero(self, sign: float) -> None:
+        # Torque sent: 0 Nm. Unintended drive (+) or unintended braking (-) beyond the band trips.
+        for excess in sweep_values(THR.torque_plaus_abs_nm):
+            h = self.cruising()
+            h.set(mcu_torque_actual_nm=sign * excess)
+            h.step(self.TICKS)
+            assert h.flag("actuator_response") == (1 if excess > THR.torque_plaus_abs_nm else 0), excess
+
+    @pytest.mark.parametrize(("factor", "trips"), [(0.9, False), (1.1, True)])
+    def test_relative_band_around_a_large_command(self, factor: float, trips: bool) -> None:
+        thr = L.Thresholds(torque_plaus_abs_nm=10.0)
+        h = Harness(thr)
+        h.moving(5.0)
+        h.set(adc_target_speed_mps=20.0, adc_target_accel_mps2=2.0)
+        for _ in range(100):  # the torque ramps up to its cap; the MCU follows with 10 % excess
+            y = h.step()
+            h.set(mcu_torque_actual_nm=float(y["torque_nm"]) * (1.0 + 0.5 * thr.torque_plaus_rel))
+        sent = float(h.out[0]["torque_nm"])
+        assert sent * thr.torque_plaus_rel > thr.torque_plaus_abs_nm, "the relative band applies"
+        assert h.flag("actuator_response") == 0
+        for _ in range(self.TICKS):
+            h.set(mcu_torque_actual_nm=float(h.out[0]["torque_nm"]) * (1.0 + factor * thr.torque_plaus_rel))
+            h.step()
+        assert h.flag("actuator_response") == (1 if trips else 0)
+
+    def test_less_torque_than_sent_is_no_fault(self) -> None:
+        h = Harness()
+        h.moving(5.0)
+        h.set(adc_target_speed_mps=20.0, adc_target_accel_mps2=2.0, mcu_torque_actual_nm=0.0)
+        y = h.step(3 * self.TICKS)
+        assert y["torque_nm"] > THR.torque_plaus_abs_nm and h.flag("actuator_response") == 0
+
+    def test_needs_persistence_then_latches_and_stops(self) -> None:
+        h = self.cruising()
+        h.set(mcu_torque_actual_nm=300.0)
+        h.step(self.TICKS - 1)
+        assert h.flag("actuator_response") == 0 and h.out[0]["control_allowed"] == 1
+        y = h.step()
+        assert h.flag("actuator_response") == 1 and y["fault_latched"] == 1
+        assert y["drive_enable"] == 0 and y["torque_nm"] == 0.0 and y["control_allowed"] == 0
+        assert y["accel_cmd_mps2"] < 0.0 and y["brake_enable"] == 1, "safe stop on the tick of the trip"
+        assert y["hv_open_request"] == 0, "contactors stay closed while the MCU may still obey"
+
+    def test_torque_that_outlives_the_trip_opens_the_contactors(self) -> None:
+        h = self.cruising()
+        h.set(mcu_torque_actual_nm=300.0)
+        h.step(2 * self.TICKS - 1)
+        assert h.flag("actuator_response") == 1 and h.out[0]["hv_open_request"] == 0
+        y = h.step()
+        assert y["hv_open_request"] == 1 and h.flag("hv_open") == 1, "the MCU still drives: HV off"
+        h.set(mcu_torque_actual_nm=0.0)
+        assert h.step(10)["hv_open_request"] == 1, "latched"
+
+    def test_torque_that_ends_with_the_trip_keeps_the_contactors(self) -> None:
+        h = self.cruising()
+        h.set(mcu_torque_actual_nm=300.0)
+        h.step(self.TICKS)
+        h.set(mcu_torque_actual_nm=0.0)
+        y = h.step(3 * self.TICKS)
+        assert h.flag("actuator_response") == 1 and y["hv_open_request"] == 0
+
+    def test_checked_at_standstill_in_auto_without_a_driver(self) -> None:
+        h = Harness()
+        h.set(adc_control_request=0, mcu_torque_actual_nm=100.0)
+        h.step(self.TICKS)
+        assert h.out[0]["drive_enable"] == 0 and h.flag("actuator_response") == 1
+
+    @pytest.mark.parametrize("cause", [{"vcu_drive_mode": 0, "vcu_driver_present": 1}, {"vcu_driver_present": 1}])
+    def test_a_drivers_torque_is_not_judged(self, cause: dict) -> None:
+        h = Harness()
+        h.set(adc_control_request=0, mcu_torque_actual_nm=250.0, **cause)
+        h.step(3 * self.TICKS)
+        assert h.flag("actuator_response") == 0
+
+    @pytest.mark.parametrize("timed_out", [False, True])
+    def test_judged_only_from_a_valid_status(self, timed_out: bool) -> None:
+        h = self.cruising()
+        h.set(mcu_torque_actual_nm=300.0)
+        h.set_valid("mcu_status", False, timed_out=timed_out)
+        h.step(3 * self.TICKS)
+        assert h.flag("actuator_response") == 0 and h.out[0]["hv_open_request"] == 0
+        assert h.flag("pt_timeout" if timed_out else "pt_e2e") == 1
+
+    def test_nan_torque_is_not_judged(self) -> None:
+        h = self.cruising()
+        h.set(mcu_torque_actual_nm=math.nan)
+        h.step(3 * self.TICKS)
+        assert h.flag("actuator_response") == 0
+
+
+class TestBrakeFollows:
+    """The BRK builds at least what the gateway sent, less the band, unless ABS modulates."""
+
+    TICKS = TestActuatorResponse.TICKS
+
+    @staticmethod
+    def holding() -> Harness:
+        """Engaged at standstill: the gateway holds the van on hold_brake_bar."""
+        h = Harness()
+        y = h.engage()
+        y = h.step()
+        assert y["brake_hold"] == 1 and y["brake_pressure_bar"] == THR.hold_brake_bar
+        return h
+
+    def test_sweep_band(self) -> None:
+        sent = THR.hold_brake_bar
+        floor = sent - max(THR.brake_plaus_abs_bar, THR.brake_plaus_rel * sent)
+        for reported in sweep_values(floor):
+            h = self.holding()
+            h.set(brk_pressure_bar=reported)
+            h.step(self.TICKS)
+            assert h.flag("actuator_response") == (1 if reported < floor else 0), reported
+
+    def test_needs_persistence_then_latches(self) -> None:
+        h = self.holding()
+        h.set(brk_pressure_bar=0.0)
+        h.step(self.TICKS - 1)
+        assert h.flag("actuator_response") == 0
+        y = h.step()
+        assert h.flag("actuator_response") == 1 and y["control_allowed"] == 0 and y["fault_latched"] == 1
+        assert y["brake_enable"] == 1 and y["epb_request"] == L.EPB_APPLY, "held on the EPB instead"
+
+    def test_missing_pressure_in_a_safe_stop_latches(self) -> None:
+        h = Harness()
+        h.moving(11.1)
+        h.set_valid("adc_heartbeat", False, timed_out=True)
+        h.set(brk_pressure_bar=0.0)
+        y = h.step(self.TICKS)
+        assert h.flag("actuator_response") == 0, "the jerk-limited stop asks for little pressure at first"
+        y = h.step(2 * self.TICKS)
+        assert y["brake_pressure_bar"] > 2 * THR.brake_plaus_abs_bar
+        assert h.flag("actuator_response") == 1 and y["accel_cmd_mps2"] < 0.0
+
+    def test_abs_modulating_is_no_fault(self) -> None:
+        h = self.holding()
+        h.set(brk_pressure_bar=0.0, brk_abs_active=1)
+        h.step(3 * self.TICKS)
+        assert h.flag("actuator_response") == 0
+        h.set(brk_abs_active=0)
+        h.step(self.TICKS)
+        assert h.flag("actuator_response") == 1
+
+    def test_nothing_sent_nothing_missing(self) -> None:
+        h = Harness()
+        h.set(adc_control_request=0, brk_pressure_bar=0.0)
+        y = h.step(3 * self.TICKS)
+        assert y["brake_enable"] == 0 and h.flag("actuator_response") == 0
+
+    @pytest.mark.parametrize("timed_out", [False, True])
+    def test_judged_only_from_a_valid_status(self, timed_out: bool) -> None:
+        h = self.holding()
+        h.set(brk_pressure_bar=0.0)
+        h.set_valid("brk_status", False, timed_out=timed_out)
+        h.step(3 * self.TICKS)
+        assert h.flag("actuator_response") == 0
+
+
 # ================================================================ stops: safe stop, door, e-stop
 class StopBase:
     """Moving at SPEED, a cause appears: the stop is bounded and jerk-limited, EPB at standstill."""

@@ -11,7 +11,9 @@ Properties checked after every tick (opendbc safety style):
 * ADC or powertrain inputs stale / E2E invalid -> propulsion, steering, gear and unlock
   outputs inactive;
 * regen power never above the BMS charge limit, drive power never above the discharge limit;
-* unlock only at standstill in P.
+* unlock only at standstill in P;
+* an actuator that does not follow for actuator_response_s (EPS not active, MCU not enabled,
+  MCU torque beyond the band around what was sent, BRK pressure below it) ends control.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class ControlKernelMachine(RuleBasedStateMachine):
         self.prev_steer = 0.0
         self.eps_refused_s = 0.0
         self.mcu_refused_s = 0.0
+        self.torque_excess_s = 0.0
+        self.brake_deficit_s = 0.0
+        self.prev_brake_bar = 0.0
         if engage:
             self.h.engage()
             self._remember()
@@ -109,6 +114,18 @@ class ControlKernelMachine(RuleBasedStateMachine):
     def actuators(self, eps_active: bool, mcu_enabled: bool) -> None:
         self.h.set(eps_control_active=int(eps_active), mcu_torque_enabled=int(mcu_enabled))
 
+    @rule(torque=st.one_of(st.just(0.0), st.floats(-450.0, 450.0)))
+    def mcu_torque(self, torque: float) -> None:
+        self.h.set(mcu_torque_actual_nm=torque)
+
+    @rule(pressure=st.one_of(st.none(), st.floats(0.0, 200.0)), abs_active=st.booleans())
+    def brake_report(self, pressure: float | None, abs_active: bool) -> None:
+        if pressure is None:
+            self.h.follow_brake()  # the ideal brake: what was sent
+        else:
+            self.h.set(brk_pressure_bar=pressure)
+        self.h.set(brk_abs_active=int(abs_active))
+
     @rule(level=st.integers(0, 3), ecu=st.sampled_from(["mcu", "brk", "eps", "bms", "vcu", "cbc"]))
     def fault_level(self, level: int, ecu: str) -> None:
         self.h.set(**{f"{ecu}_fault_level": level})
@@ -128,6 +145,7 @@ class ControlKernelMachine(RuleBasedStateMachine):
         self.prev_steer_enable = int(y["steer_enable"])
         self.prev_drive_enable = int(y["drive_enable"])
         self.prev_steer = float(y["steer_angle_deg"])
+        self.prev_brake_bar = float(y["brake_pressure_bar"]) if y["brake_enable"] else 0.0
 
     def _check_tick(self) -> None:
         h, y, u, thr = self.h, self.h.out[0], self.h.inp[0], self.thr
@@ -141,7 +159,20 @@ class ControlKernelMachine(RuleBasedStateMachine):
         mcu_refused = (self.prev_drive_enable == 1 and u["ok_mcu_status"] >= 0.5
                        and not u["mcu_torque_enabled"] >= 0.5)
         self.mcu_refused_s = self.mcu_refused_s + dt if mcu_refused else 0.0
-        if max(self.eps_refused_s, self.mcu_refused_s) >= thr.actuator_response_s:
+        # torque outside [min(sent, 0) - band, max(sent, 0) + band] while drive was enabled
+        # (the kernel judges more often: also while responsible, or in Auto without a driver)
+        sent = self.prev_torque
+        band = max(thr.torque_plaus_abs_nm, thr.torque_plaus_rel * abs(sent))
+        actual = float(u["mcu_torque_actual_nm"])
+        excess = (self.prev_drive_enable == 1 and u["ok_mcu_status"] >= 0.5
+                  and (actual > max(sent, 0.0) + band or actual < min(sent, 0.0) - band))
+        self.torque_excess_s = self.torque_excess_s + dt if excess else 0.0
+        p_sent = self.prev_brake_bar
+        deficit = (p_sent > 0.0 and u["ok_brk_status"] >= 0.5 and not u["brk_abs_active"] >= 0.5
+                   and float(u["brk_pressure_bar"]) < p_sent - max(thr.brake_plaus_abs_bar, thr.brake_plaus_rel * p_sent))
+        self.brake_deficit_s = self.brake_deficit_s + dt if deficit else 0.0
+        if max(self.eps_refused_s, self.mcu_refused_s, self.torque_excess_s,
+               self.brake_deficit_s) >= thr.actuator_response_s:
             assert y["steer_enable"] == 0 and y["drive_enable"] == 0 and torque <= 0.0, "refusing actuator kept"
             assert y["control_allowed"] == 0 and y["ilk_actuator_response"] == 1
         doors_bad = (u["ok_cbc_doors"] < 0.5 or u["cbc_all_doors_closed"] < 0.5 or u["cbc_all_locked"] < 0.5

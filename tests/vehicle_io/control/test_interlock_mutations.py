@@ -106,6 +106,22 @@ def seq_actuator_refuses(signal: str) -> Callable[[], None]:
     return run
 
 
+def seq_actuator_misreports(rule: str) -> Callable[[], None]:
+    def run() -> None:
+        m = machine()
+        m.speed(speed=8.0, motor_off=0.0)
+        m.longitudinal_request(speed=8.0, accel=0.0)
+        m.tick(n=2)
+        if rule == "mcu_torque":
+            m.mcu_torque(torque=300.0)  # sent: about 0 Nm
+        else:
+            m.longitudinal_request(speed=0.0, accel=-3.0)
+            m.brake_report(pressure=0.0, abs_active=False)
+        for _ in range(3 * int(THR.actuator_response_s / 0.01)):
+            m.tick(n=1)
+    return run
+
+
 def seq_discharge_limit() -> None:
     m = machine()
     m.battery(vmax=3.9, vmin=3.8, tmax=30.0, iso=5000.0, dis=3.0, chg=50.0)
@@ -284,6 +300,20 @@ MUTATIONS = (
              (seq_actuator_refuses("eps_control_active"),
               cls_check(ti.TestActuatorResponse, "test_refusal_needs_persistence_then_latches",
                         "eps_control_active"))),
+    Mutation("torque_must_follow",
+             '    if s["torque_excess_s"] >= k["actuator_response_s"]:\n        s["lat_actuator"] = 1\n',
+             '    if False:\n        s["lat_actuator"] = 1\n',
+             (seq_actuator_misreports("mcu_torque"),
+              cls_check(ti.TestTorqueFollows, "test_needs_persistence_then_latches_and_stops"))),
+    Mutation("brake_must_follow",
+             '    if s["brake_deficit_s"] >= k["actuator_response_s"]:\n        s["lat_actuator"] = 1\n',
+             '    if False:\n        s["lat_actuator"] = 1\n',
+             (seq_actuator_misreports("brake_report"),
+              cls_check(ti.TestBrakeFollows, "test_needs_persistence_then_latches"))),
+    Mutation("runaway_torque_opens_contactors",
+             '    if s["torque_excess_s"] >= 2.0 * k["actuator_response_s"]:\n        s["lat_hv_open"] = 1\n',
+             '    if False:\n        s["lat_hv_open"] = 1\n',
+             (cls_check(ti.TestTorqueFollows, "test_torque_that_outlives_the_trip_opens_the_contactors"),)),
     Mutation("mcu_must_follow",
              ' or s["mcu_refuse_s"] >= k["actuator_response_s"]:',
              ':',
