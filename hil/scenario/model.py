@@ -27,7 +27,8 @@ Schema (every time in seconds of simulated bus time since the rig started)::
                                       # close_door(compartment): pushed shut (0.5 s), latch mended;
     compartment = 2                   # payload(kg list), cell_temp_offset(cell, offset_c),
                                       # isolation(ohm), estop(source, active),
-                                      # reset, bus_fault(bus, rule = FaultRule dict)
+                                      # reset, bus_fault(bus, rule = FaultRule dict),
+                                      # grade(pct: road grade, + = uphill ahead)
 
     [[expect]]                        # kind = "reaches" | "stays" | "never" | "event"
     kind = "reaches"                  # signal in [lo, hi] within within_s of the reference
@@ -59,7 +60,8 @@ from vehicle_io.errors import VehicleIoError
 
 __all__ = ["ACTIONS", "Action", "Expectation", "Scenario", "ScenarioError", "load_scenario", "parse_scenario"]
 
-ACTIONS = ("open_door", "close_door", "payload", "cell_temp_offset", "isolation", "estop", "reset", "bus_fault")
+ACTIONS = ("open_door", "close_door", "payload", "cell_temp_offset", "isolation", "estop", "reset", "bus_fault",
+           "grade")
 KINDS = ("reaches", "stays", "never", "event")
 OPS = (">", ">=", "<", "<=", "==", "!=")
 GEARS = {"P": 0, "R": 1, "N": 2, "D": 3}
@@ -234,7 +236,7 @@ def _action(ctx: _Ctx, i: int, a: dict[str, Any], duration_s: float) -> Action:
     params = {k: v for k, v in a.items() if k not in ("t", "do")}
     need = {"open_door": {"compartment"}, "close_door": {"compartment"}, "payload": {"kg"},
             "cell_temp_offset": {"cell", "offset_c"}, "isolation": {"ohm"}, "estop": {"source", "active"},
-            "reset": set(), "bus_fault": {"bus", "rule"}}[do]
+            "reset": set(), "bus_fault": {"bus", "rule"}, "grade": {"pct"}}[do]
     ctx.unknown(params, need, where)
     missing = sorted(need - set(params))
     if missing:

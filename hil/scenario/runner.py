@@ -144,6 +144,8 @@ def _apply(action: Action, rig: Any, loop: Any, pending: list[Action]) -> None:
         loop.request_reset()
     elif action.do == "bus_fault":
         rig.add_bus_fault(str(p["bus"]), dict(p["rule"]))
+    elif action.do == "grade":
+        model.set_inputs(grade_pct=float(p["pct"]))
     rig.van.refresh()
 
 

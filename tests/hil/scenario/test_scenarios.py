@@ -129,3 +129,14 @@ def test_never_is_judged_from_its_reference(reference: dict, ok: bool) -> None:
     events = [{"t": 2.0, "code": "ILK_X", "active": True}]
     e = Expectation(index=0, kind="never", text="x", signal="s", op="!=", value=0.0, **reference)
     assert _evaluate(e, t, {"s": x}, events, end_s=4.0).passed is ok
+
+
+@pytest.mark.parametrize(("pct", "fragment"), [("75.0", "grade_pct"), ('"steep"', "action grade")])
+def test_bad_grade_action_exits_2_naming_it(pct: str, fragment: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "grade.toml"
+    bad.write_text('[scenario]\nname = "g"\nduration_s = 1.0\n[[action]]\nt = 0.5\ndo = "grade"\n'
+                   f'pct = {pct}\n[[expect]]\nkind = "event"\ncode = "X"\n')
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err and "grade.toml" in err
