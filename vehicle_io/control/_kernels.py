@@ -322,6 +322,8 @@ def step(state, inp, out, thr):
         s["lat_safe_stop"] = 0
         s["lat_door_stop"] = 0
         if s["engaged"] == 0:
+            if s["responsible"] == 1:
+                s["epb_hold"] = 1  # control ended at standstill: secure the van (see below)
             s["responsible"] = 0
 
     # ---------------------------------------------------------------- engage (rising edge)
@@ -339,6 +341,12 @@ def step(state, inp, out, thr):
     engaged = s["engaged"] == 1
     if engaged:
         s["responsible"] = 1
+    elif standstill and s["responsible"] == 1:
+        # Control ends at standstill (here: the request dropped; above: a stop cause) and no
+        # driver took over (an override clears responsible): nobody else holds a driverless
+        # van, so it is secured on the EPB before the service brake lets go, or it could roll
+        # away on a grade.
+        s["epb_hold"] = 1
 
     # ---------------------------------------------------------------- gear
     gear_req = _level(u["adc_gear_request"]) if adc_cmd_ok else -1

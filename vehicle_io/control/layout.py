@@ -255,7 +255,7 @@ INTERLOCKS: tuple[Interlock, ...] = (
               "latched; reset at standstill by request",
               "GW_SteerEnable sent but EPS_ControlActive 0 (no driver override), GW_DriveEnable sent "
               "but MCU_TorqueEnabled 0, MCU_TorqueActual beyond the torque the gateway sent (away from "
-              "zero, by more than max(torque_plaus_abs_nm, torque_plaus_rel * |command|); 0 Nm "
+              "zero, by more than max(torque_plaus_abs_nm, torque_plaus_rel * abs(command)); 0 Nm "
               "without GW_DriveEnable) while the gateway drives, or BRK_Pressure below the pressure "
               "the gateway sent by more than max(brake_plaus_abs_bar, brake_plaus_rel * command) "
               "(ABS not modulating), on every tick for actuator_response_s -> the actuator does not "

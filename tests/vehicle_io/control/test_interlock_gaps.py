@@ -693,3 +693,40 @@ def test_readable_low_fault_levels_still_drive(level: float) -> None:
 def test_rpm_helper_round_trip() -> None:
     # The regen tests rely on the motor speed matching the wheel speed (no plausibility trip).
     assert rpm_for(10.0, THR) * 2.0 * math.pi / 60.0 / THR.gear_ratio * THR.wheel_radius_m == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("release", [{"adc_control_request": 0}, {"adc_mode_request": 0},
+                                     {"adc_state": 1}, {"vcu_drive_mode": 0}])
+def test_control_ending_at_standstill_secures_the_van_on_the_epb(release: dict) -> None:
+    """Rollaway: control that ends at standstill with no driver taking over leaves the van on
+    the EPB, with the service brake held on that very tick (never a tick with neither)."""
+    h = Harness()
+    h.engage()
+    y = h.step()
+    assert y["brake_hold"] == 1 and y["epb_request"] == L.EPB_NO_REQUEST
+    h.set(**release)
+    y = h.step()
+    assert y["control_allowed"] == 0
+    assert y["epb_request"] == L.EPB_APPLY and y["brake_hold"] == 1 and y["brake_enable"] == 1
+    h.set(**{k: NOMINAL[k] for k in release})
+    for _ in range(5):
+        y = h.step()
+        assert y["epb_request"] == L.EPB_APPLY, "held until an engaged release"
+    # drive-away stays possible: engage, then the autonomy's EPB release
+    h.set(vcu_epb_state=L.EPB_STATE_APPLIED)
+    h.engage()
+    h.set(adc_epb_request=L.EPB_RELEASE)
+    assert h.step()["epb_request"] == L.EPB_RELEASE
+
+
+@pytest.mark.parametrize("override", [{"vcu_brake_pedal_pressed": 1}, {"eps_driver_override": 1},
+                                      {"vcu_accel_pedal_pct": 20.0}])
+def test_a_driver_taking_over_at_standstill_gets_the_van_as_it_is(override: dict) -> None:
+    """An override hands the van to the driver: the gateway does not apply the EPB under them."""
+    h = Harness()
+    h.engage()
+    h.step()
+    h.set(**override)
+    for _ in range(5):
+        y = h.step()
+        assert y["control_allowed"] == 0 and y["epb_request"] == L.EPB_NO_REQUEST
