@@ -37,20 +37,54 @@ def _lines(paths: list[str]) -> Iterator[tuple[str, Iterable[str]]]:
 
 
 def _format_value(signal: Any, value: float, raw_enums: bool) -> str:
-    if value != value:  # NaN: not present in this frame (multiplexed away)
-        return "-"
-    if signal.choices and not raw_enums:
-        choice = signal.choices.get(int(value))
+    """One value as ``cantools decode`` prints it: a choice by its name, else the number and unit."""
+    if signal.choices and not raw_enums and value == value:
+        choice = signal.choices.get(int(value)) if value == int(value) else None
         if choice is not None:
-            return f"'{choice}'"
+            return str(choice)
     # Values are float64: an integer beyond 2**53 is not exact, so it prints as the float it is.
-    if value == int(value) and abs(value) < 2.0**53 and not signal.is_float and (
+    if value == value and abs(value) < 2.0**53 and value == int(value) and not signal.is_float and (
         signal.scale == int(signal.scale) and signal.offset == int(signal.offset)
     ):
         text = str(int(value))
     else:
         text = repr(float(value))
-    return f"{text} {signal.unit}" if signal.unit else text
+    return f"{text} {signal.unit}" if signal.unit is not None else text
+
+
+def _present(message: Any, values: dict[str, float]) -> list[Any]:
+    """The signals of ``message`` this frame carries: every plain signal, and a multiplexed one
+    when its multiplexer is present and holds one of its ids (as cantools decodes)."""
+    by_name = {sig.name: sig for sig in message.signals}
+    memo: dict[str, bool] = {}
+
+    def present(sig: Any) -> bool:
+        if sig.name in memo:
+            return memo[sig.name]
+        ok = True
+        if sig.multiplexer_ids:
+            mux = by_name.get(sig.multiplexer_signal)
+            value = values.get(sig.multiplexer_signal, float("nan"))
+            ok = mux is not None and present(mux) and value == value and int(
+                round((value - mux.offset) / mux.scale)) in sig.multiplexer_ids
+        memo[sig.name] = ok
+        return ok
+
+    return [sig for sig in message.signals if sig.name in values and present(sig)]
+
+
+def _cantools_error(db: Any, can_id: int, data: bytes) -> str:
+    """What ``cantools decode`` appends to a frame it cannot decode (unknown id, wrong size, a
+    multiplexer value the DBC does not define): cantools' own words."""
+    try:
+        message = db.get_message_by_frame_id(can_id)
+    except KeyError:
+        return f"Unknown frame id {can_id} (0x{can_id:x})"
+    try:
+        message.decode_simple(data, decode_choices=True, allow_truncated=False, allow_excess=False)
+    except Exception as err:  # cantools' DecodeError (and whatever else it raises on this frame)
+        return str(err)
+    return "not decodable"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,44 +117,61 @@ def run(args: argparse.Namespace) -> int:
             for item in bad:
                 counts["bad_lines"] += 1
                 print(f"warning: {source}:{item.line_number}: {item.reason}", file=sys.stderr)
-            if not len(batch):
-                base += len(raw_lines)
-                raw_lines.clear()
-                continue
-            result = decoder.decode(batch.ids, batch.data, batch.lengths)
+            result = decoder.decode(batch.ids, batch.data, batch.lengths) if len(batch) else None
             per_row: dict[int, tuple[str, dict[str, float]]] = {}
-            for name, columns in result.items():
-                rows = columns["_row"]
-                for k, row in enumerate(rows):
-                    per_row[int(row)] = (name, {s: columns[s][k] for s in columns if s != "_row"})
-            for row in range(len(batch)):
+            row_of_line: dict[int, int] = {}
+            if result is not None:
+                for name, columns in result.items():
+                    rows = columns["_row"]
+                    for k, row in enumerate(rows):
+                        per_row[int(row)] = (name, {s: columns[s][k] for s in columns if s != "_row"})
+                row_of_line = {int(n): row for row, n in enumerate(batch.line_numbers)}
+            # Every line in its order, as cantools decode prints them: a frame with its decode
+            # (or cantools' reason why not), anything else echoed as it came.
+            for offset, text in enumerate(raw_lines):
+                row = row_of_line.get(base + offset)
+                if row is None:
+                    if not args.json:
+                        print(text, file=out)
+                    continue
+                assert result is not None
                 counts["frames"] += 1
                 status = int(result.status[row])
-                line_no = int(batch.line_numbers[row])
-                text = raw_lines[line_no - base]
+                line_no = base + offset
+                can_id = int(batch.ids[row]) & 0x1FFFFFFF
+                payload = bytes(batch.data[row, : int(batch.lengths[row])])
                 if status == STATUS_UNKNOWN_ID:
                     counts["unknown_id"] += 1
                     if not args.quiet_unknown and not args.json:
-                        print(text, file=out)
+                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
                     continue
                 if status == STATUS_TOO_SHORT:
                     counts["too_short"] += 1
-                    print(f"warning: {source}:{line_no}: frame shorter than its message needs",
-                          file=sys.stderr)
+                    print(f"warning: {source}:{line_no}: frame shorter than its message needs", file=sys.stderr)
+                    if not args.json:
+                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
                     continue
                 if status == STATUS_UNSUPPORTED and row not in per_row:
                     counts["unsupported"] += 1
                     print(f"warning: {source}:{line_no}: message layout not decodable (container or "
                           f"invalid signal layout)", file=sys.stderr)
+                    if not args.json:
+                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
                     continue
+                name, values = per_row[row]
                 if status == STATUS_BAD_MUX:
                     counts["bad_mux"] += 1
-                name, values = per_row[row]
+                    if not args.json:  # cantools decodes nothing of it; the JSON keeps what is known
+                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        continue
                 counts["decoded"] += 1
                 _print_frame(out, args, db.get_message_by_name(name), text, name, values,
                              float(batch.timestamps[row]), batch.channels[row])
             base += len(raw_lines)
             raw_lines.clear()
+        for text in raw_lines:  # blank lines after the last frame
+            if not args.json:
+                print(text, file=out)
     print(
         f"{counts['frames']} frames: {counts['decoded']} decoded ({counts['bad_mux']} of them with a bad "
         f"multiplexer), {counts['unknown_id']} unknown id, {counts['too_short']} too short, "
@@ -138,10 +189,8 @@ def _print_frame(out: IO[str], args: argparse.Namespace, message: Any, text: str
                   "signals": {k: (None if v != v else float(v)) for k, v in values.items()}}
         print(json.dumps(record), file=out)
         return
-    parts = []
-    for signal in message.signals:
-        if signal.name in values:
-            parts.append(f"{signal.name}: {_format_value(signal, values[signal.name], args.raw_enums)}")
+    parts = [f"{signal.name}: {_format_value(signal, values[signal.name], args.raw_enums)}"
+             for signal in _present(message, values)]
     if args.single_line:
         print(f"{text} :: {name}({', '.join(parts)})", file=out)
     else:

@@ -50,10 +50,57 @@ def test_text_output_as_subprocess() -> None:
     result = subprocess.run([sys.executable, "-m", "vehicle_io", "decode", "--single-line"],
                             input="\n".join(_lines()) + "\n", capture_output=True, text=True, check=True)
     out = result.stdout.splitlines()
+    assert len(out) == len(_lines()), "every line comes out, in order, as cantools decode prints them"
     assert out[0].endswith("CBC_CompartmentWeights(CBC_Weight1: 12.5 kg, CBC_Weight2: 25.0 kg, CBC_Weight3: "
                            "37.5 kg, CBC_Weight4: 50.0 kg, CBC_Weight5: 62.5 kg, CBC_Weight6: 75.0 kg)")
-    assert out[2] == "(3.000000) pt 3FF#00"  # unknown ids are echoed, as cantools decode does
-    assert "BMS_CellVoltage001: 3.7 V" in out[1]
+    assert out[1] == "this is not a frame"
+    assert "BMS_CellVoltage001: 3.7 V" in out[2] and "BMS_CellVoltage005" not in out[2], "page 0 only"
+    assert out[3] == "(3.000000) pt 3FF#00 :: Unknown frame id 1023 (0x3ff)"
+    assert out[4].endswith(" :: Wrong data size: 2 instead of 8 bytes")
+    assert "expected '(SECS) IFACE ID#DATA'" in result.stderr
+
+
+def _console_lines(seed: int) -> list[str]:
+    """candump console lines (the format cantools decode reads) of random Z10 frames: every
+    message with random payloads, short frames, undefined multiplexer pages, unknown ids,
+    blank and foreign lines."""
+    import random
+
+    rng = random.Random(seed)
+    db = load_database()
+    lines = []
+    for msg in db.messages:
+        for _ in range(3):
+            # lengths a controller can put on the wire (CAN FD: 12, 16, 20, 24, 32, 48, 64)
+            n = msg.length if rng.random() < 0.8 else rng.choice(
+                [k for k in (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48) if k < msg.length])
+            data = bytes(rng.randrange(256) for _ in range(n))
+            can_id = f"{msg.frame_id:08X}" if msg.is_extended_frame else f"{msg.frame_id:03X}"
+            lines.append(f"  vcan0  {can_id}   [{n}]  {' '.join(f'{b:02X}' for b in data)}".rstrip())
+    lines += ["  vcan0  3FF   [1]  00", "", "some other text", "  vcan0  120   [8]  FF 00 00 00 00 00 00 00"]
+    rng.shuffle(lines)
+    return lines
+
+
+@pytest.mark.parametrize("single_line", [False, True])
+def test_console_lines_print_exactly_as_cantools_decode(single_line: bool, tmp_path) -> None:
+    dbc_dir = tmp_path / "dbc"
+    dbc_dir.mkdir()
+    # cantools decode reads one DBC file: the pt and body sets are disjoint, ads frames are FD.
+    from pathlib import Path
+
+    import vehicle_io
+
+    bundled = Path(vehicle_io.__file__).resolve().parent.parent / "dbc"
+    for name in ("z10_pt.dbc", "z10_body.dbc"):
+        dbc = bundled / name
+        text = "\n".join(_console_lines(len(name)))
+        flags = ["-s"] if single_line else []
+        ours = subprocess.run([sys.executable, "-m", "vehicle_io", "decode", "--dbc", str(dbc), *flags],
+                              input=text + "\n", capture_output=True, text=True, check=True)
+        theirs = subprocess.run([sys.executable, "-m", "cantools", "decode", *flags, str(dbc)],
+                                input=text + "\n", capture_output=True, text=True, check=True)
+        assert ours.stdout == theirs.stdout, name
 
 
 def test_64_bit_values_beyond_float_precision_print_as_floats(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
