@@ -1,7 +1,8 @@
 """UDS (ISO 14229) servers of the simulated Z10 ECUs and their ISO-TP transport.
 
 :mod:`hil.uds.server` is the I/O-free engine (request bytes in, responses out, injected
-clock); :mod:`hil.uds.transport` binds it to a python-can bus with can-isotp;
+clock); :mod:`hil.uds.transport` binds it to a python-can bus with can-isotp (with the ISO 15765-2
+receive rules of :mod:`hil.uds.isotp_rules`);
 :mod:`hil.uds.ecus` defines the Z10 ECUs (VCU, BMS, cargo-bay controller).
 """
 

@@ -20,6 +20,7 @@ from udsoncan.connections import BaseConnection
 
 from hil.bus.channel import Channel, Endpoint
 from hil.bus.clock import PS_PER_S
+from hil.uds.isotp_rules import conform_rx_frame
 from hil.uds.server import UdsServer
 from vehicle_io.diag import EcuAddress, isotp_params
 
@@ -29,12 +30,15 @@ __all__ = ["ClockedEcu", "ClockedIsoTp", "ClockedTesterConnection"]
 class ClockedIsoTp:
     """can-isotp's protocol logic on a hilbus endpoint, run from the endpoint's frame callback."""
 
-    def __init__(self, channel: Channel, node: str, txid: int, rxid: int, fd: bool) -> None:
+    def __init__(self, channel: Channel, node: str, txid: int, rxid: int, fd: bool, *, ecu: bool = False) -> None:
         self._rx: deque[isotp.CanMessage] = deque()
+        #: an ECU's link applies the ISO 15765-2 receive rules can-isotp lacks (hil.uds.isotp_rules)
+        self._ecu = ecu
         self.endpoint: Endpoint = channel.attach(node=node, fd=fd, tx_queue_size=0, on_frame=self._on_frame)
         self.endpoint.set_filters([{"can_id": rxid, "can_mask": 0x7FF, "extended": False}])
         self.logic = isotp.TransportLayerLogic(
-            rxfn=self._rxfn, txfn=self._txfn, params=isotp_params(fd),
+            rxfn=self._rxfn, txfn=self._txfn,
+            params={**isotp_params(fd), "wftmax": 0xFFFF} if ecu else isotp_params(fd),
             address=isotp.Address(isotp.AddressingMode.Normal_11bits, txid=txid, rxid=rxid))
         self.on_payload: Any = None
 
@@ -46,6 +50,11 @@ class ClockedIsoTp:
                                        is_fd=msg.is_fd, bitrate_switch=msg.bitrate_switch))
 
     def _on_frame(self, msg: can.Message) -> None:
+        if self._ecu:
+            conformed = conform_rx_frame(msg)
+            if conformed is None:
+                return
+            msg = conformed
         self._rx.append(isotp.CanMessage(arbitration_id=msg.arbitration_id, data=bytes(msg.data), dlc=msg.dlc,
                                          extended_id=msg.is_extended_id, is_fd=msg.is_fd,
                                          bitrate_switch=msg.bitrate_switch))
@@ -68,7 +77,7 @@ class ClockedEcu:
     def __init__(self, channel: Channel, server: UdsServer, address: EcuAddress, fd: bool = False) -> None:
         self.server = server
         self.clock = channel.clock
-        self.link = ClockedIsoTp(channel, f"UDS-{address.name}", address.response_id, address.request_id, fd)
+        self.link = ClockedIsoTp(channel, f"UDS-{address.name}", address.response_id, address.request_id, fd, ecu=True)
         self.link.on_payload = self._request
         self._timer: Any = None
 

@@ -34,7 +34,15 @@ Behaviour (ISO 14229-1 where it decides, the Z10 vehicle-maker choices otherwise
   or tampered image -> 0x72 and the bank stays unbootable; else marks the bank bootable) ->
   ECUReset activates it. Downloads always go to the inactive
   A/B bank (:mod:`hil.uds.memory`).
-- A request that arrives while a long job runs gets 0x21 busyRepeatRequest.
+- A request that arrives while a long job runs gets 0x21 busyRepeatRequest, except a
+  functional TesterPresent with the suppress bit (3E 80): it keeps the session alive silently.
+- NRC order (ISO 14229-1 figures 5 and 6): service supported (0x11), in the active session
+  (0x7F), service security (0x33: RequestDownload, TransferData, RequestTransferExit need
+  level 0x11), minimum length (0x13); for sub-function services then sub-function supported
+  (0x12), in the session (0x7E), request sequence (0x24); then the service's own checks
+  (total length 0x13, out of range 0x31, security of a DID / routine 0x33, conditions 0x22).
+- ReadDataByIdentifier leaves unsupported DIDs out (0x31 only when none is supported), at most
+  16 DIDs a request (0x13), 0x14 when the answer would exceed ``EcuConfig.max_read_length``.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ class Nrc:
     SERVICE_NOT_SUPPORTED = 0x11
     SUBFUNCTION_NOT_SUPPORTED = 0x12
     INCORRECT_LENGTH = 0x13
+    RESPONSE_TOO_LONG = 0x14
     BUSY_REPEAT_REQUEST = 0x21
     CONDITIONS_NOT_CORRECT = 0x22
     REQUEST_SEQUENCE_ERROR = 0x24
@@ -118,6 +127,10 @@ _SERVICE_SESSIONS: dict[int, frozenset[int]] = {
 _SECURITY_LEVELS: dict[int, frozenset[int]] = {0x01: _NON_DEFAULT, 0x11: _PROGRAMMING}
 LEVEL_EXTENDED = 0x01
 LEVEL_PROGRAMMING = 0x11
+
+#: services locked as a whole (not per DID / routine / memory range): checked right after
+#: the session, before length or sequence (ISO 14229-1 figure 5, "SID security check")
+_SERVICE_SECURITY: dict[int, int] = {0x34: LEVEL_PROGRAMMING, 0x36: LEVEL_PROGRAMMING, 0x37: LEVEL_PROGRAMMING}
 
 _SEED_LENGTH = 4
 _DID_PER_REQUEST_MAX = 16
@@ -193,7 +206,8 @@ class EcuConfig:
     #: ECU accepts unsigned images (a bare development ECU). The Z10 ECUs set it (Ed25519,
     #: :mod:`vehicle_io.flash.signing`).
     image_verifier: Callable[[int, bytes, bytes], bool] | None = None
-    #: largest ReadMemoryByAddress answer (0x63 + data) the ISO-TP link can carry
+    #: largest response the ISO-TP link can carry (ReadMemoryByAddress 0x63 + data,
+    #: ReadDataByIdentifier 0x62 + records: longer is NRC 0x14 responseTooLong)
     max_read_length: int = 4095
 
     def __post_init__(self) -> None:
@@ -368,6 +382,12 @@ class UdsServer:
             return []
         sid = request[0]
         if self._job is not None:
+            if functional and request == b"\x3e\x80":
+                # The tester's periodic functional TesterPresent keeps the session alive while a
+                # job runs; it has no response, and a 0x21 would reach a tester waiting for
+                # the job's final answer (ISO 14229-2: TesterPresent handled by the session layer).
+                self._last_activity_s = now
+                return []
             return self._negative(sid, Nrc.BUSY_REPEAT_REQUEST, functional)
         self._last_activity_s = now
         try:
@@ -410,6 +430,9 @@ class UdsServer:
             raise _NegativeResponse(Nrc.SERVICE_NOT_SUPPORTED)
         if self.session not in _SERVICE_SESSIONS[sid]:
             raise _NegativeResponse(Nrc.SERVICE_NOT_SUPPORTED_IN_SESSION)
+        level = _SERVICE_SECURITY.get(sid)
+        if level is not None:
+            self._require_level(level)
         return handler(self, req)
 
     # ----------------------------------------------------------------- helpers
@@ -463,13 +486,16 @@ class UdsServer:
 
     # ----------------------------------------------------------------- services
     def _session_control(self, req: bytes) -> bytes | None:
-        self._need_length(req, 2, exact=True)
+        # ISO 14229-1 figure 6: minimum length, sub-function (0x12, 0x7E), then the
+        # service's own checks (total length 0x13, conditions 0x22).
+        self._need_length(req, 2)
         session = req[1] & 0x7F
         if session not in (Session.DEFAULT, Session.EXTENDED, Session.PROGRAMMING):
             raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED)
+        if session == Session.PROGRAMMING and self.session == Session.DEFAULT:
+            raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED_IN_SESSION)
+        self._need_length(req, 2, exact=True)
         if session == Session.PROGRAMMING:
-            if self.session == Session.DEFAULT:
-                raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED_IN_SESSION)
             self._require_standstill()
         self._enter_session(session)
         if self._suppressed(req):
@@ -479,10 +505,11 @@ class UdsServer:
         return bytes([0x50, session, p2 >> 8, p2 & 0xFF, p2_star >> 8, p2_star & 0xFF])
 
     def _ecu_reset(self, req: bytes) -> bytes | None:
-        self._need_length(req, 2, exact=True)
+        self._need_length(req, 2)
         kind = req[1] & 0x7F
         if kind not in (0x01, 0x02, 0x03):
             raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED)
+        self._need_length(req, 2, exact=True)
         self._require_standstill()
         response = None if self._suppressed(req) else bytes([0x51, kind])
         # The response leaves first on a real ECU; here it is built before the state goes.
@@ -557,6 +584,8 @@ class UdsServer:
                 body += did.to_bytes(2, "big") + value
         if not body:
             raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
+        if 1 + len(body) > self.config.max_read_length:
+            raise _NegativeResponse(Nrc.RESPONSE_TOO_LONG)  # more than the transport can carry
         return b"\x62" + body
 
     def _read_memory(self, req: bytes) -> bytes:
@@ -639,10 +668,12 @@ class UdsServer:
         return None if self._suppressed(req) else bytes([0x68, control])
 
     def _routine_control(self, req: bytes) -> bytes | None | _Job:
-        self._need_length(req, 4)
+        self._need_length(req, 2)
         sub = req[1] & 0x7F
-        if sub not in (0x01, 0x02, 0x03):
+        # stopRoutine (0x02): the flash routines run to completion, no routine can be stopped
+        if sub not in (0x01, 0x03):
             raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED)
+        self._need_length(req, 4)
         rid = int.from_bytes(req[2:4], "big")
         if rid not in (ROUTINE_ERASE_MEMORY, ROUTINE_CHECK_MEMORY, ROUTINE_CHECK_PROGRAMMING_DEPENDENCIES):
             raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
@@ -650,8 +681,6 @@ class UdsServer:
             # the flash routines exist only in the programming session (the bootloader)
             raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
         head = bytes([0x71, sub]) + req[2:4]
-        if sub == 0x02:  # these routines run to completion; there is nothing to stop
-            raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED)
         if sub == 0x03:
             self._need_length(req, 4, exact=True)
             result = self._routine_results.get(rid)
@@ -756,8 +785,7 @@ class UdsServer:
         if req[1] != _DATA_FORMAT_PLAIN:
             raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
         address, length = self._parse_address_length(req[2:])
-        self._check_range(address, length)
-        self._require_level(LEVEL_PROGRAMMING)
+        self._check_range(address, length)  # security (level 0x11) was checked for the whole SID
         self._require_standstill()
         if self._download is not None:
             raise _NegativeResponse(Nrc.CONDITIONS_NOT_CORRECT)
@@ -771,10 +799,10 @@ class UdsServer:
         return bytes([0x74, 0x20, block >> 8, block & 0xFF])
 
     def _transfer_data(self, req: bytes) -> bytes:
+        self._need_length(req, 2)
         download = self._download
         if download is None:
             raise _NegativeResponse(Nrc.REQUEST_SEQUENCE_ERROR)
-        self._need_length(req, 2)
         if len(req) > self.config.max_block_length:
             raise _NegativeResponse(Nrc.INCORRECT_LENGTH)
         counter, data = req[1], req[2:]
@@ -787,7 +815,9 @@ class UdsServer:
         if not data:
             raise _NegativeResponse(Nrc.INCORRECT_LENGTH)
         if download.received + len(data) > download.length:
-            raise _NegativeResponse(Nrc.REQUEST_OUT_OF_RANGE)
+            # ISO 14229-1 TransferData: 0x71 when the data would not fit the memorySize announced
+            # by RequestDownload (the download stays open for a correct block)
+            raise _NegativeResponse(Nrc.TRANSFER_DATA_SUSPENDED)
         conditions = self.conditions()
         if not (conditions.standstill and conditions.supply_ok):
             self._download = None
@@ -815,9 +845,10 @@ class UdsServer:
         return b"\x77" + crc.to_bytes(4, "big")
 
     def _tester_present(self, req: bytes) -> bytes | None:
-        self._need_length(req, 2, exact=True)
+        self._need_length(req, 2)
         if req[1] & 0x7F:
             raise _NegativeResponse(Nrc.SUBFUNCTION_NOT_SUPPORTED)
+        self._need_length(req, 2, exact=True)
         return None if self._suppressed(req) else b"\x7e\x00"
 
     def _control_dtc_setting(self, req: bytes) -> bytes | None:

@@ -6,6 +6,10 @@ request id (e.g. 0x7E0, answering on 0x7E8) and a receive-only stack on the func
 response id). A worker thread feeds requests to the server, sends its answers, and keeps
 polling it for 0x78 repeats, the end of long jobs and the S3 timeout.
 
+Received frames pass :func:`hil.uds.isotp_rules.conform_rx_frame` first: the ISO 15765-2
+receive rules can-isotp does not apply itself. The ECU accepts any number of FlowControl
+WAIT frames from a tester (N_WFTmax limits the receiver that sends them, not the sender).
+
 Works on any python-can bus: ``hilbus`` (the timed virtual bus), ``virtual``, a bus served by
 the socketcand hub. Other threads that touch the server (fault monitors calling
 ``report_fault``) hold :attr:`UdsEcuTransport.lock`.
@@ -13,9 +17,11 @@ the socketcand hub. Other threads that touch the server (fault monitors calling
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
+from hil.uds.isotp_rules import conform_rx_frame
 from hil.uds.worker import BackgroundWorker
 from vehicle_io.diag import FUNCTIONAL_REQUEST_ID, EcuAddress, acquire_notifier, isotp_params, release_notifier
 
@@ -28,6 +34,30 @@ __all__ = ["UdsEcuTransport"]
 
 #: longest wait between two looks at the server when nothing arrives
 _IDLE_POLL_S = 0.01
+#: FlowControl WAIT frames accepted in a row; the sender's N_Bs restarts at each one
+_WAIT_FRAMES_MAX = 0xFFFF
+
+
+@functools.cache
+def _conforming_stack_class() -> type:
+    """can-isotp's NotifierBasedCanStack with the ISO 15765-2 receive rules of isotp_rules."""
+    import isotp
+
+    class ConformingCanStack(isotp.NotifierBasedCanStack):
+        def __init__(self, *args: Any, rxid: int, functional: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._conform_rxid = rxid
+            self._conform_functional = functional
+
+        def _on_message_received(self, msg: can.Message) -> None:
+            if msg.arbitration_id == self._conform_rxid and not msg.is_extended_id:
+                conformed = conform_rx_frame(msg, functional=self._conform_functional)
+                if conformed is None:
+                    return
+                msg = conformed
+            super()._on_message_received(msg)
+
+    return ConformingCanStack
 
 
 class UdsEcuTransport(BackgroundWorker):
@@ -44,15 +74,16 @@ class UdsEcuTransport(BackgroundWorker):
         self.lock = threading.RLock()
         self._own_notifier = notifier is None
         self._notifier = notifier if notifier is not None else acquire_notifier(bus)
-        params = isotp_params(fd)
-        self._physical = isotp.NotifierBasedCanStack(
-            bus, self._notifier, params=params,
+        params = {**isotp_params(fd), "wftmax": _WAIT_FRAMES_MAX}
+        stack_class = _conforming_stack_class()
+        self._physical = stack_class(
+            bus, self._notifier, params=params, rxid=address.request_id,
             address=isotp.Address(isotp.AddressingMode.Normal_11bits,
                                   txid=address.response_id, rxid=address.request_id))
         # Functional requests are single frames: listen mode sends no flow control, so a
         # (forbidden) functional first frame cannot make this ECU talk on its response id.
-        self._functional = isotp.NotifierBasedCanStack(
-            bus, self._notifier, params={**params, "listen_mode": True},
+        self._functional = stack_class(
+            bus, self._notifier, params={**params, "listen_mode": True}, rxid=functional_id, functional=True,
             address=isotp.AsymmetricAddress(
                 tx_addr=isotp.Address(isotp.AddressingMode.Normal_11bits, txid=address.response_id, tx_only=True),
                 rx_addr=isotp.Address(isotp.AddressingMode.Normal_11bits, rxid=functional_id, rx_only=True)))

@@ -251,7 +251,7 @@ def test_download_nrcs(clock, van):
     finish_job(server, clock)
     assert server.handle(header) == [b"\x74\x20\x0f\xff"]
     assert server.handle(b"\x36\x02" + bytes(8)) == nrc(0x36, 0x73)
-    assert server.handle(b"\x36\x01" + bytes(65)) == nrc(0x36, 0x31)  # beyond memorySize
+    assert server.handle(b"\x36\x01" + bytes(65)) == nrc(0x36, 0x71)  # beyond memorySize
     assert server.handle(b"\x36\x01" + bytes(32)) == [b"\x76\x01"]
     assert server.handle(b"\x37") == nrc(0x37, 0x24)  # 32 of 64 bytes
     server.nv.flash.target.write_fault = True
