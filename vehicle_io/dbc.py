@@ -192,6 +192,12 @@ def _guess_line(text: str, reason: str) -> int | None:
     for word in words:
         if word in message_lines:
             return message_lines[word]
+    # An attribute named bare ("Default value for VFrameFormat attribute must be defined"):
+    # its BA_DEF_ line, where the name stands quoted.
+    for word in words:
+        mo = re.search(r'^[ \t]*BA_DEF_\w*[^\n"]*"' + re.escape(word) + '"', text, re.MULTILINE)
+        if mo:
+            return _line_of_offset(text, mo.start())
     # A quoted or listed fragment ("'Foo'", "VAL_ 2 X"): the first line that contains it.
     for fragment in _FRAGMENT_RE.findall(reason):
         needle = next(part for part in fragment if part)
@@ -200,6 +206,35 @@ def _guess_line(text: str, reason: str) -> int | None:
         if mo:
             return _line_of_offset(text, mo.start())
     return None
+
+
+def _ran_past_end(err: BaseException) -> bool:
+    """Whether the parser failed by reading past its last token (a file cut off mid-statement).
+
+    textparser then raises a bare IndexError from its token stream, with no position; cantools
+    wraps it as "list index out of range".
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, IndexError):
+            tb = current.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            if tb is not None and "textparser" in tb.tb_frame.f_code.co_filename:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _last_line(text: str) -> int:
+    """Number of the last non-blank line (where a cut-off statement ends)."""
+    lines = text.splitlines()
+    for number in range(len(lines), 0, -1):
+        if lines[number - 1].strip():
+            return number
+    return max(len(lines), 1)
 
 
 def _one_line(err: BaseException) -> str:
@@ -359,6 +394,9 @@ def load_dbc_file(path: PathLike, *, strict: bool = True) -> DbcFile:
     try:
         database.add_dbc_string(text)
     except Exception as err:  # noqa: BLE001 - every parser failure becomes one DbcError
+        if _ran_past_end(err):
+            raise DbcError(path, _last_line(text), "unexpected end of file: expected the last "
+                           "statement to be complete, but the file ends first (truncated?)") from err
         reason = _one_line(err)
         line = _error_line(err, text)
         if line is None:

@@ -472,3 +472,24 @@ def test_vector_independent_signals_message_is_not_a_skipped_line(tmp_path: Path
         ' SG_ Orphan : 0|8@1+ (1,0) [0|0] "" Vector__XXX\n\nBA_DEF_ ', 1)
     db = load_database(write(tmp_path, "vector.dbc", text))
     assert [m.name for m in db.messages] == ["M1"]
+
+
+@pytest.mark.parametrize("text", ['VERSION ""\n\nNS_ :', 'VERSION ""\n\nNS_ :\n\tCM_\n\tBA_DEF_',
+                                  'VERSION ""\n\nNS_ : \n\tNS_DESC_\n\tCM_\n\n\n'])
+def test_a_file_cut_inside_the_ns_list_names_its_last_line(tmp_path: Path, text: str) -> None:
+    # A file that ends inside the NS_ keyword list makes textparser run past its last token
+    # with a bare IndexError ("list index out of range", no position): the error must still
+    # say where and why.
+    with pytest.raises(DbcError, match="unexpected end of file") as info:
+        load_database(write(tmp_path, "cut.dbc", text))
+    assert info.value.line == len(text.rstrip().splitlines())
+
+
+def test_a_missing_attribute_default_points_at_its_definition(tmp_path: Path) -> None:
+    # cantools names the attribute bare, without a position (an INT VFrameFormat needs one).
+    text = MINIMAL.format(bus="x").replace(
+        'BA_DEF_DEF_ "BusName"', 'BA_DEF_ BO_ "VFrameFormat" INT 0 15;\nBA_DEF_DEF_ "BusName"')
+    with pytest.raises(DbcError, match="VFrameFormat") as info:
+        load_database(write(tmp_path, "nodefault.dbc", text))
+    assert info.value.line is not None
+    assert text.splitlines()[info.value.line - 1] == 'BA_DEF_ BO_ "VFrameFormat" INT 0 15;'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -25,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one JSON object per decoded frame (for scripts)")
     parser.add_argument("--quiet-unknown", action="store_true",
                         help="do not echo lines whose id is not in the DBC")
+    parser.add_argument("--no-strict", action="store_true",
+                        help="load DBC files with overlapping signals or signals past the "
+                             "frame end (as cantools --no-strict); such messages are "
+                             "reported as undecodable")
 
 
 def _lines(paths: list[str]) -> Iterator[tuple[str, Iterable[str]]]:
@@ -38,12 +43,12 @@ def _lines(paths: list[str]) -> Iterator[tuple[str, Iterable[str]]]:
 
 def _format_value(signal: Any, value: float, raw_enums: bool) -> str:
     """One value as ``cantools decode`` prints it: a choice by its name, else the number and unit."""
-    if signal.choices and not raw_enums and value == value:
-        choice = signal.choices.get(int(value)) if value == int(value) else None
-        if choice is not None:
-            return str(choice)
+    if not math.isfinite(value):
+        text = repr(float(value))  # a float signal's own NaN or infinity
+    elif signal.choices and not raw_enums and value == int(value) and signal.choices.get(int(value)) is not None:
+        return str(signal.choices[int(value)])
     # Values are float64: an integer beyond 2**53 is not exact, so it prints as the float it is.
-    if value == value and abs(value) < 2.0**53 and value == int(value) and not signal.is_float and (
+    elif abs(value) < 2.0**53 and value == int(value) and not signal.is_float and (
         signal.scale == int(signal.scale) and signal.offset == int(signal.offset)
     ):
         text = str(int(value))
@@ -52,25 +57,46 @@ def _format_value(signal: Any, value: float, raw_enums: bool) -> str:
     return f"{text} {signal.unit}" if signal.unit is not None else text
 
 
-def _present(message: Any, values: dict[str, float]) -> list[Any]:
-    """The signals of ``message`` this frame carries: every plain signal, and a multiplexed one
-    when its multiplexer is present and holds one of its ids (as cantools decodes)."""
-    by_name = {sig.name: sig for sig in message.signals}
-    memo: dict[str, bool] = {}
+def _present(message: Any, signal: Any, values: dict[str, float]) -> bool:
+    """Whether ``signal`` is in the frame: every multiplexer above it selects its branch.
 
-    def present(sig: Any) -> bool:
-        if sig.name in memo:
-            return memo[sig.name]
-        ok = True
-        if sig.multiplexer_ids:
-            mux = by_name.get(sig.multiplexer_signal)
-            value = values.get(sig.multiplexer_signal, float("nan"))
-            ok = mux is not None and present(mux) and value == value and int(
-                round((value - mux.offset) / mux.scale)) in sig.multiplexer_ids
-        memo[sig.name] = ok
-        return ok
+    The decoder writes NaN for a signal of an unselected branch, but a float signal can also
+    carry a NaN of its own; the multiplexer values tell the two apart.
+    """
+    while signal.multiplexer_signal is not None:
+        mux_signal = message.get_signal_by_name(signal.multiplexer_signal)
+        mux = values.get(signal.multiplexer_signal)
+        if mux is None or mux != mux or not signal.multiplexer_ids:
+            return False
+        if int(round((mux - mux_signal.offset) / mux_signal.scale)) not in signal.multiplexer_ids:
+            return False
+        signal = mux_signal
+    return True
 
-    return [sig for sig in message.signals if sig.name in values and present(sig)]
+
+def _shown(message: Any, values: dict[str, float]) -> list[tuple[str, bool]]:
+    """(signal name, present) in DBC order, once per name: a name used in two branches (one
+    column in the decoder) is present when either of its signals is."""
+    order: dict[str, bool] = {}
+    for signal in message.signals:
+        if signal.name in values:
+            value = values[signal.name]
+            # An integer signal is never NaN of its own: NaN there means not decoded (the
+            # selected branch is one cantools cannot unpack either).
+            present = _present(message, signal, values) and (value == value or signal.is_float)
+            order[signal.name] = order.get(signal.name, False) or present
+    return list(order.items())
+
+
+def _undecodable_reason(decoder: Any, frame_id: int) -> str:
+    """Why the message with ``frame_id`` (CAN_EFF_FLAG in bit 31) cannot be decoded."""
+    key = frame_id & 0x1FFFFFFF
+    extended = bool(frame_id & 0x80000000) or key > 0x7FF
+    for name, reason in decoder.unsupported.items():
+        message = decoder.message(name)
+        if message.frame_id == key and bool(message.is_extended_frame) == extended:
+            return f"{name}: {reason}"
+    return "its layout is one cantools cannot unpack either (overlapping signals or past the frame end)"
 
 
 def _cantools_error(db: Any, can_id: int, data: bytes) -> str:
@@ -98,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         BatchDecoder,
     )
 
-    db = load_database(args.dbc)
+    db = load_database(args.dbc, strict=not args.no_strict)
     decoder = BatchDecoder(db)
     out: IO[str] = sys.stdout
     counts = {"frames": 0, "decoded": 0, "unknown_id": 0, "too_short": 0, "bad_mux": 0,
@@ -153,19 +179,27 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 if status == STATUS_UNSUPPORTED and row not in per_row:
                     counts["unsupported"] += 1
-                    print(f"warning: {source}:{line_no}: message layout not decodable (container or "
-                          f"invalid signal layout)", file=sys.stderr)
+                    print(f"warning: {source}:{line_no}: message not decodable: "
+                          f"{_undecodable_reason(decoder, int(batch.ids[row]))}", file=sys.stderr)
                     if not args.json:
                         print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
                     continue
                 name, values = per_row[row]
+                if status == STATUS_UNSUPPORTED:
+                    counts["unsupported"] += 1
+                    print(f"warning: {source}:{line_no}: {name}: the multiplexer branch this frame "
+                          f"selects is one cantools cannot unpack either (overlapping signals or "
+                          f"past the frame end)", file=sys.stderr)
+                    if not args.json:  # cantools decodes nothing of it; the JSON keeps what is known
+                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        continue
                 if status == STATUS_BAD_MUX:
                     counts["bad_mux"] += 1
                     if not args.json:  # cantools decodes nothing of it; the JSON keeps what is known
                         print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
                         continue
                 counts["decoded"] += 1
-                _print_frame(out, args, db.get_message_by_name(name), text, name, values,
+                _print_frame(out, args, decoder.message(name), text, name, values,
                              float(batch.timestamps[row]), batch.channels[row])
             base += len(raw_lines)
             raw_lines.clear()
@@ -184,15 +218,26 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_frame(out: IO[str], args: argparse.Namespace, message: Any, text: str, name: str,
                  values: dict[str, float], timestamp: float, channel: str) -> None:
+    shown = _shown(message, values)
     if args.json:
-        record = {"t": timestamp, "channel": channel, "message": name,
-                  "signals": {k: (None if v != v else float(v)) for k, v in values.items()}}
-        print(json.dumps(record), file=out)
+        # null: not in this frame; a float signal's own NaN/infinity as a string, so the
+        # line stays standard JSON.
+        signals: dict[str, float | str | None] = {}
+        for signal_name, present in shown:
+            value = float(values[signal_name])
+            if not present:
+                signals[signal_name] = None
+            else:
+                signals[signal_name] = value if math.isfinite(value) else repr(value)
+        record = {"t": timestamp, "channel": channel, "message": name, "signals": signals}
+        print(json.dumps(record, allow_nan=False), file=out)
         return
-    parts = [f"{signal.name}: {_format_value(signal, values[signal.name], args.raw_enums)}"
-             for signal in _present(message, values)]
+    # As cantools decode: the signals this frame carries, in DBC order.
+    parts = [f"{signal_name}: {_format_value(message.get_signal_by_name(signal_name), values[signal_name], args.raw_enums)}"
+             for signal_name, present in shown if present]
+    # The DBC's name (two messages of one name are told apart by their id on the line).
     if args.single_line:
-        print(f"{text} :: {name}({', '.join(parts)})", file=out)
+        print(f"{text} :: {message.name}({', '.join(parts)})", file=out)
     else:
         body = ",\n".join(f"    {p}" for p in parts)
-        print(f"{text} ::\n{name}(\n{body}\n)", file=out)
+        print(f"{text} ::\n{message.name}(\n{body}\n)", file=out)

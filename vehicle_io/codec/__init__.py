@@ -31,7 +31,8 @@ Status per row (a cantools ``decode_message`` exception in brackets):
 * ``STATUS_OK`` (0): decoded.
 * ``STATUS_UNKNOWN_ID`` (1): no message with that id [KeyError]; not reported.
 * ``STATUS_TOO_SHORT`` (2): fewer bytes than the message length ["Wrong data size"];
-  not reported.
+  not reported.  (A short row of a message that is UNSUPPORTED as a whole gets that status:
+  it could not be decoded at any length.)
 * ``STATUS_BAD_MUX`` (3): some multiplexer has a value with no branch in the database
   ["expected multiplexer id ..."].  Reported under its message: every signal whose whole
   chain of multiplexers has defined values is decoded (always the non-multiplexed signals
@@ -40,13 +41,15 @@ Status per row (a cantools ``decode_message`` exception in brackets):
 * ``STATUS_UNSUPPORTED`` (4): a container message (cantools needs ``decode_containers``),
   or a layout cantools itself cannot unpack (only from ``strict=False`` loading: two
   overlapping signals of one byte order or a signal past the frame end make its bitstruct
-  format longer than the frame ["unpacking failed"]; also signals longer than 64 bits).
-  Not reported when it concerns the whole message; reported like BAD_MUX when only the
-  selected multiplexer branch is affected.
+  format longer than the frame ["unpacking failed"]; also signals longer than 64 bits),
+  or a message with a signal named ``_row`` (the result key is reserved).  Not reported
+  when it concerns the whole message (``BatchDecoder.unsupported`` lists those messages
+  with the reason); reported like BAD_MUX when only the selected multiplexer branch is
+  affected.
 
 Limits: multiplexer values must fit int64 to be matched; duplicate message names among
-the reachable messages are reported as ``"NAME@0xID"`` for the later ones; a signal named
-``_row`` is refused (the key is reserved).
+the reachable messages are reported as ``"NAME@0xID"`` for the later ones
+(``BatchDecoder.message(name)`` gives the cantools message behind a result key).
 
 ``BatchEncoder(db).encode(name, {signal: values}, strict=True)`` -> uint8[K, L] and
 ``encode_one(name, **signals)`` -> bytes: see :class:`BatchEncoder`.

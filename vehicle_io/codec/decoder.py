@@ -213,6 +213,28 @@ class BatchDecoder:
         """Result keys of every message this decoder can report (reachable by frame id)."""
         return list(self._names)
 
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """Messages whose every row is ``STATUS_UNSUPPORTED``, with the reason in words.
+
+        (Rows of a multiplexer branch cantools cannot unpack are UNSUPPORTED too, but their
+        message is reported and not listed here.)
+        """
+        return {m.name: m.reason for m in self._plan.messages if not m.supported}
+
+    def message(self, message_name: str) -> Any:
+        """The cantools ``Message`` behind result key ``message_name``.
+
+        Not always ``db.get_message_by_name(message_name)``: two reachable messages with one
+        name (merged files, or one file that repeats a name) are reported as ``NAME`` and
+        ``NAME@0xID``, and cantools' name lookup gives only the last of them.
+        """
+        try:
+            return self._plan.messages[self._names.index(message_name)].message
+        except ValueError:
+            raise CodecError(f"expected a message known to this decoder, but got "
+                             f"{message_name!r}") from None
+
     def signal_names(self, message_name: str) -> list[str]:
         """Signal columns reported for ``message_name`` (DBC order, no ``_row``)."""
         try:

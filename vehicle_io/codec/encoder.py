@@ -22,6 +22,7 @@ from vehicle_io.codec.plan import (
     KIND_FLOAT32,
     KIND_FLOAT64,
     KIND_SIGNED,
+    layout_problem,
     node_layout,
     signal_kind,
 )
@@ -61,11 +62,19 @@ class _Slot:
 class _Node:
     slots: list[_Slot]
     muxes: list[tuple[str, dict[int, _Node]]]
-    ok: bool
+    ok: bool  # this node's own layout is encodable (its branches are checked on their own)
     # Per slot, what the scalar fast path needs, unpacked in one go:
     # (name, code, big_endian, shift, raw_lo, raw_hi, mask, scale, offset, min_bound,
     #  max_bound, slot).
     fast: list[tuple[Any, ...]] = field(default_factory=list)
+    label: str = ""  # "MUX=3" for a multiplexer branch, "" for the root
+    problem: str = ""  # why the node is not encodable (layout_problem), "" when it is
+
+
+def _branch_error(plan_name: str, node: _Node) -> CodecError:
+    """A row selects a multiplexer branch cantools cannot encode either (strict=False DBC)."""
+    return CodecError(f'message "{plan_name}": multiplexer branch {node.label} cannot be '
+                      f'encoded: {node.problem}')
 
 
 # Scalar fast-path conversions (cantools' numeric_scaled_to_raw, spelled out).
@@ -194,8 +203,7 @@ class BatchEncoder:
         plan = _MessagePlan(message.name, message, message.length, None, "", names)
         root = self._node(plan, codec)
         if not root.ok:
-            plan.reason = ("its layout does not fit the frame, or a signal is longer than "
-                           "64 bits or a float of unsupported size")
+            plan.reason = root.problem
             return plan
         plan.root = root
         plan.pos = np.array([s.pos for s in plan.slots], dtype=np.int64)
@@ -203,7 +211,7 @@ class BatchEncoder:
         plan.be = np.array([int(s.big_endian) for s in plan.slots], dtype=np.int64)
         return plan
 
-    def _node(self, plan: _MessagePlan, codec: Any) -> _Node:
+    def _node(self, plan: _MessagePlan, codec: Any, label: str = "") -> _Node:
         layout, ok = node_layout(codec["signals"], plan.length)
         slots: list[_Slot] = []
         for item in layout:
@@ -232,10 +240,13 @@ class BatchEncoder:
             slots.append(slot)
         muxes: list[tuple[str, dict[int, _Node]]] = []
         for mux_name, children in codec["multiplexers"].items():
-            nodes = {int(key): self._node(plan, child) for key, child in children.items()}
-            ok = ok and all(child.ok for child in nodes.values())
+            # A branch cantools cannot encode (overlapping signals of a strict=False DBC) is
+            # refused only for the rows that select it, as the decoder reports only its rows.
+            nodes = {int(key): self._node(plan, child, f"{mux_name}={int(key)}")
+                     for key, child in children.items()}
             muxes.append((mux_name, nodes))
-        return _Node(slots, muxes, ok, [_fast_entry(slot) for slot in slots])
+        problem = "" if ok else layout_problem(codec["signals"], plan.length)
+        return _Node(slots, muxes, ok, [_fast_entry(slot) for slot in slots], label, problem)
 
     # -- scalar path ------------------------------------------------------------------
     def scalar_encoder(self, message_name: str) -> tuple[Callable[[Mapping[str, Any]], bytes | None] | None, int]:
@@ -319,6 +330,8 @@ class BatchEncoder:
         stack = [plan.root]
         while stack:
             node = stack.pop()
+            if not node.ok:
+                raise _branch_error(plan.name, node)
             for name, code, big_endian, shift, raw_lo, raw_hi, mask, scale, offset, \
                     min_bound, max_bound, slot in node.fast:
                 value = values.get(name)
@@ -467,7 +480,9 @@ class BatchEncoder:
             frame = self._encode_scalar(plan, scalars, strict)
             return np.frombuffer(frame, dtype=np.uint8).reshape(1, plan.length).copy()
         for name, arr in arrays.items():
-            if arr.dtype.kind not in "biuf":
+            if arr.dtype == object:
+                arr = arrays[name] = _numeric_objects(plan.name, name, arr)
+            if arr.dtype.kind not in "biufO":
                 raise CodecError(f'signal "{name}" of message "{plan.name}": expected '
                                  f'numbers, but got dtype {arr.dtype}')
             if arr.ndim == 0:
@@ -484,6 +499,9 @@ class BatchEncoder:
         with np.errstate(all="ignore"):
             while stack:
                 node, active = stack.pop()
+                if not node.ok:
+                    row = int(np.flatnonzero(active)[0])
+                    raise CodecError(f"{_branch_error(plan.name, node)} (row {row})")
                 for slot in node.slots:
                     values = arrays.get(slot.name)
                     if values is None:
@@ -508,6 +526,14 @@ class BatchEncoder:
 
     def _mux_numbers(self, plan: _MessagePlan, mux_name: str, values: np.ndarray,
                      active: np.ndarray) -> np.ndarray:
+        if values.dtype == object:
+            # Only numbers beyond int64/uint64 stay object: they can match no key.
+            numbers = np.full(values.shape[0], np.iinfo(np.int64).min, dtype=np.int64)
+            for row in np.flatnonzero(active).tolist():
+                number = self._mux_number(plan, mux_name, values[row])
+                if -(1 << 63) <= number < (1 << 63):
+                    numbers[row] = number
+            return numbers
         if values.dtype.kind == "f":
             bad = active & ~np.isfinite(values)
             if bad.any():
@@ -527,6 +553,9 @@ class BatchEncoder:
 
     def _vector_bits(self, plan: _MessagePlan, slot: _Slot, values: np.ndarray,
                      active: np.ndarray, strict: bool) -> np.ndarray:
+        if values.dtype == object:
+            # Python ints beyond 64 bits (a wide signal with a scale): exact, row by row.
+            return self._python_bits(plan, slot, values, active, strict)
         conv = slot.signal.conversion
         scale, offset = conv.scale, conv.offset
         if slot.kind >= KIND_FLOAT16:
@@ -635,10 +664,11 @@ class BatchEncoder:
 
     def _python_bits(self, plan: _MessagePlan, slot: _Slot, values: np.ndarray,
                      active: np.ndarray, strict: bool) -> np.ndarray:
-        """Huge integer inputs: cantools' arithmetic on Python ints, row by row."""
+        """Huge integer inputs: cantools' arithmetic on Python numbers, row by row."""
         bits = np.zeros(values.shape[0], dtype=np.uint64)
         for row in np.flatnonzero(active).tolist():
-            value = int(values[row])
+            value = values[row]
+            value = value if values.dtype == object else int(value)
             try:
                 bits[row] = self._scalar_bits(plan, slot, value, strict)
             except EncodeRangeError as err:
@@ -661,6 +691,26 @@ class BatchEncoder:
             row = int(np.flatnonzero(bad)[0])
             raise _range_error(plan.name, slot, v[row].item(), slot.signal.minimum,
                                slot.signal.maximum, row=row)
+
+
+def _numeric_objects(message: str, name: str, arr: np.ndarray) -> np.ndarray:
+    """An object array of Python numbers as the narrowest exact numpy array (int64, uint64 or
+    float64), or still object when only Python ints hold its values exactly (beyond 64 bits)."""
+    items = arr.tolist() if arr.ndim else [arr.item()]
+    bad = next((v for v in items if not isinstance(v, (int, float, np.number))), None)
+    if bad is not None:
+        raise CodecError(f'signal "{name}" of message "{message}": expected numbers, but got '
+                         f'{type(bad).__name__} {bad!r}')
+    ints = [int(v) for v in items if isinstance(v, (int, np.integer))]
+    if len(ints) == len(items):
+        if all(-(1 << 63) <= v < (1 << 63) for v in ints):
+            return arr.astype(np.int64)
+        if all(0 <= v < (1 << 64) for v in ints):
+            return arr.astype(np.uint64)
+        return arr
+    if all(abs(v) <= _EXACT_FLOAT_INT for v in ints):
+        return arr.astype(np.float64)
+    return arr
 
 
 def _fast_bits(entry: tuple[Any, ...], value: Any, strict: bool) -> int:

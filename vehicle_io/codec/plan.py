@@ -36,8 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from vehicle_io.errors import CodecError
-
 # Status codes reported per input row by the decoder.
 STATUS_OK = 0
 STATUS_UNKNOWN_ID = 1
@@ -160,6 +158,31 @@ def node_layout(signals: Sequence[Any], length: int) -> tuple[list[SlotLayout], 
     return slots, big_ok and little_ok
 
 
+def layout_problem(signals: Sequence[Any], length: int) -> str:
+    """Why cantools cannot pack or unpack ``signals`` in a ``length``-byte frame, in words.
+
+    For the error message of a node :func:`node_layout` found unusable: the first signal
+    longer than 64 bits or a float of another size, past the frame end, or overlapping an
+    earlier signal of the same byte order (a big- and a little-endian signal may share bits).
+    """
+    owners: dict[tuple[bool, int], str] = {}
+    for signal in signals:
+        if signal.length < 1 or signal.length > 64:
+            return f'signal "{signal.name}" is {signal.length} bits long (expected 1..64)'
+        if signal_kind(signal) < 0:
+            return f'signal "{signal.name}" is a {signal.length}-bit float (expected 16, 32 or 64 bits)'
+        big = signal.byte_order == "big_endian"
+        first = sawtooth_to_network(signal.start) if big else signal.start
+        for bit in range(first, first + signal.length):
+            if bit < 0 or bit >= 8 * length:
+                return f'signal "{signal.name}" ends past the {length}-byte frame'
+            key = (big, bit)
+            if key in owners:
+                return f'signals "{owners[key]}" and "{signal.name}" overlap'
+            owners[key] = signal.name
+    return "its signals do not fit the frame as cantools lays them out"
+
+
 def signal_kind(signal: Any) -> int:
     """Raw value kind of a cantools signal."""
     if signal.conversion.is_float:
@@ -235,6 +258,7 @@ class MessagePlan:
     message: Any
     columns: list[str]
     supported: bool
+    reason: str = ""  # why not supported (whole message), "" when it is
 
 
 @dataclass
@@ -332,9 +356,6 @@ def _columns(message: Any) -> list[str]:
     names: list[str] = []
     seen: set[str] = set()
     for signal in message.signals:
-        if signal.name == "_row":
-            raise CodecError(f'message "{message.name}": expected no signal named "_row" '
-                             f'(reserved for row indices), but got one')
         if signal.name not in seen:
             seen.add(signal.name)
             names.append(signal.name)
@@ -393,9 +414,20 @@ def compile_decode_plan(db: Any) -> DecodePlan:
                 name = f"{message.name}@0x{message.frame_id:X}"
             used_names.add(name)
             columns = _columns(message)
-            col_of = {c: i for i, c in enumerate(columns)}
             codec = getattr(message, "_codecs", None)
-            supported = not message.is_container and codec is not None
+            # One message the decoder cannot report is a per-row status, never a refusal of
+            # the whole database (a foreign DBC may hold anything cantools loads).
+            reason = ""
+            if message.is_container:
+                reason = "a container message (cantools decodes it only with decode_containers)"
+            elif codec is None:
+                reason = "cantools built no codec for it"
+            elif "_row" in columns:
+                reason = 'it has a signal named "_row" (the result key reserved for row indices)'
+            if reason:
+                columns = []
+            col_of = {c: i for i, c in enumerate(columns)}
+            supported = not reason
             flags = 0
             root = -1
             if supported:
@@ -404,6 +436,7 @@ def compile_decode_plan(db: Any) -> DecodePlan:
                 max_mux = max(max_mux, mux_entries)
                 if not builder.node_rows[root][NODE_OK]:
                     supported = False
+                    reason = layout_problem(codec["signals"], message.length)
                 elif not _root_writes_all(codec, columns):
                     flags |= MSGF_PREFILL
             if not supported:
@@ -411,7 +444,7 @@ def compile_decode_plan(db: Any) -> DecodePlan:
             if message.length <= 8:
                 flags |= MSGF_SHORT
             msg_rows.append([message.length, len(columns), root, flags])
-            messages.append(MessagePlan(name, message, columns, supported))
+            messages.append(MessagePlan(name, message, columns, supported, reason))
         m = index_of[id(message)]
         if key <= 0x7FF:
             std_table[key] = m

@@ -8,6 +8,10 @@ scale-offset conversions (also integer scales large enough to need 128-bit arith
 choices, and multiplexers with several values per branch, nested (extended) multiplexers,
 two multiplexers in one node, and choice-only multiplexer values.  cantools itself checks
 every layout (``strict=True``), so a generator bug shows up as a cantools error.
+
+``databases(overlapping=True)`` adds what reverse-engineered real-world files have and
+only ``strict=False`` loads: extra signals placed anywhere at the message's top level,
+overlapping others (of the same or the other byte order) or running past the frame end.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from cantools.database.errors import DecodeError
 from cantools.database.utils import decode_data
 from hypothesis import strategies as st
 
-from vehicle_io.codec import STATUS_BAD_MUX, STATUS_OK, STATUS_TOO_SHORT, STATUS_UNKNOWN_ID
+from vehicle_io.codec import (
+    STATUS_BAD_MUX,
+    STATUS_OK,
+    STATUS_TOO_SHORT,
+    STATUS_UNKNOWN_ID,
+    STATUS_UNSUPPORTED,
+)
 
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 
@@ -220,12 +230,27 @@ def _node(ctx: _Ctx, layout: _Layout, depth: int, mux_ids: list[int] | None,
         layout.le, layout.net = union.le, union.net
 
 
+def _loose_signal(ctx: _Ctx, length: int) -> None:
+    """A top-level integer signal at any position: it may overlap or leave the frame."""
+    draw = ctx.draw
+    n = draw(st.sampled_from([1, 3, 8, 12, 16, 33, 64]))
+    start = draw(st.integers(0, max(8 * length - 1, 0)))
+    big_endian = draw(st.booleans())
+    signed = draw(st.booleans())
+    ctx.signals.append(Signal(
+        name=ctx.name(), start=start, length=n,
+        byte_order="big_endian" if big_endian else "little_endian", is_signed=signed,
+        conversion=_conversion(draw, "sint" if signed else "uint", None)))
+
+
 @st.composite
 def databases(draw: Any, max_messages: int = 4, allow_float16: bool = True,
-              with_ranges: bool = False, dbc_text: bool = False) -> Database:
+              with_ranges: bool = False, dbc_text: bool = False,
+              overlapping: bool = False) -> Database:
     """A random cantools Database (see module docstring).
 
-    ``dbc_text``: only what the DBC format can express (no float16, mux ids >= 0)."""
+    ``dbc_text``: only what the DBC format can express (no float16, mux ids >= 0).
+    ``overlapping``: some messages get top-level signals anywhere (``strict=False``)."""
     allow_float16 = allow_float16 and not dbc_text
     messages: list[Message] = []
     used_keys: set[int] = set()
@@ -239,10 +264,13 @@ def databases(draw: Any, max_messages: int = 4, allow_float16: bool = True,
         length = draw(st.one_of(st.integers(1, 8), st.integers(1, 64)))
         ctx = _Ctx(draw, index, allow_float16, with_ranges, dbc_text)
         _node(ctx, _Layout(length), 0, None, None)
+        if overlapping:
+            for _ in range(draw(st.sampled_from([0, 1, 1, 2]))):
+                _loose_signal(ctx, length)
         messages.append(Message(frame_id=frame_id, name=f"M{index}", length=length,
                                 signals=ctx.signals, is_extended_frame=extended,
-                                is_fd=length > 8, strict=True))
-    return Database(messages=messages, strict=True)
+                                is_fd=length > 8, strict=not overlapping))
+    return Database(messages=messages, strict=not overlapping)
 
 
 @dataclass
@@ -327,7 +355,14 @@ def cantools_expected(db: Database, frames: Frames) -> Expected:
             continue
         except DecodeError as err:
             if "Wrong data size" in str(err):
-                status[i] = STATUS_TOO_SHORT
+                # A message that cannot be unpacked at all is UNSUPPORTED before too short.
+                status[i] = STATUS_UNSUPPORTED if _unpackable(db, frame_id, extended) \
+                    else STATUS_TOO_SHORT
+                continue
+            if "unpacking failed" in str(err):
+                # strict=False layouts only (loose signals are top level): cantools cannot
+                # unpack the message at all, the decoder does not report the row.
+                status[i] = STATUS_UNSUPPORTED
                 continue
             assert "multiplexer id" in str(err), str(err)
             code = STATUS_BAD_MUX
@@ -345,6 +380,16 @@ def cantools_expected(db: Database, frames: Frames) -> Expected:
             value = decoded.get(name)
             column.append(math.nan if value is None else float(value))
     return Expected(status, rows, values)
+
+
+def _unpackable(db: Database, frame_id: int, extended: bool) -> bool:
+    """Whether cantools fails to unpack even a full-length frame of this message."""
+    message = db.get_message_by_frame_id(frame_id, force_extended_id=extended)
+    try:
+        message.decode(bytes(message.length), decode_choices=False)
+    except DecodeError as err:
+        return "unpacking failed" in str(err)
+    return False
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -350,3 +350,13 @@ def test_kernel_constants_match_the_plan_layout() -> None:
     assert len(shared) == 18
     for name in shared:
         assert getattr(_kernels, name) == getattr(plan, name[1:]), name
+
+
+@settings(max_examples=examples(80, 12), deadline=None, suppress_health_check=SLOW_DATA)
+@given(db=databases(overlapping=True), seed=st.integers(0, 2**32 - 1), n=st.integers(0, 40))
+def test_loosely_loaded_databases_decode_like_cantools(db: Database, seed: int, n: int) -> None:
+    # Real-world files that load only with strict=False: overlapping signals, signals past
+    # the frame end. cantools decodes what its formats can unpack; the rest is UNSUPPORTED.
+    frames = random_frames(db, seed, n)
+    result = BatchDecoder(db).decode(frames.ids, frames.data, frames.lengths)
+    assert_same_as_cantools(db, frames, result)
