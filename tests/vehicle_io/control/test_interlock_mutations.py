@@ -94,12 +94,18 @@ def seq_stale_inputs_at_standstill() -> None:
         m.tick(n=3)
 
 
+def cruising_machine() -> ts.ControlKernelMachine:
+    """Engaged and cruising at 8 m/s (the target): about 0 Nm asked of the MCU."""
+    m = machine()
+    m.speed(speed=8.0, motor_off=0.0)
+    m.longitudinal_request(speed=8.0, accel=0.0)
+    m.tick(n=2)
+    return m
+
+
 def seq_actuator_refuses(signal: str) -> Callable[[], None]:
     def run() -> None:
-        m = machine()
-        m.speed(speed=8.0, motor_off=0.0)
-        m.longitudinal_request(speed=8.0, accel=0.0)
-        m.tick(n=2)
+        m = cruising_machine()
         m.actuators(**{"eps_active": signal != "eps_control_active", "mcu_enabled": signal != "mcu_torque_enabled"})
         for _ in range(int(THR.actuator_response_s / 0.01) + 5):
             m.tick(n=1)
@@ -108,12 +114,9 @@ def seq_actuator_refuses(signal: str) -> Callable[[], None]:
 
 def seq_actuator_misreports(rule: str) -> Callable[[], None]:
     def run() -> None:
-        m = machine()
-        m.speed(speed=8.0, motor_off=0.0)
-        m.longitudinal_request(speed=8.0, accel=0.0)
-        m.tick(n=2)
+        m = cruising_machine()
         if rule == "mcu_torque":
-            m.mcu_torque(torque=300.0)  # sent: about 0 Nm
+            m.mcu_torque(torque=300.0)
         else:
             m.longitudinal_request(speed=0.0, accel=-3.0)
             m.brake_report(pressure=0.0, abs_active=False)
