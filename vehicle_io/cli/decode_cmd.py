@@ -99,9 +99,11 @@ def _undecodable_reason(decoder: Any, frame_id: int) -> str:
     return "its layout is one cantools cannot unpack either (overlapping signals or past the frame end)"
 
 
-def _cantools_error(db: Any, can_id: int, data: bytes) -> str:
+def _cantools_error(db: Any, batch: Any, row: int) -> str:
     """What ``cantools decode`` appends to a frame it cannot decode (unknown id, wrong size, a
-    multiplexer value the DBC does not define): cantools' own words."""
+    multiplexer value the DBC does not define): cantools' own words, for ``batch``'s ``row``."""
+    can_id = int(batch.ids[row]) & 0x1FFFFFFF
+    data = bytes(batch.data[row, : int(batch.lengths[row])])
     try:
         message = db.get_message_by_frame_id(can_id)
     except KeyError:
@@ -164,25 +166,23 @@ def run(args: argparse.Namespace) -> int:
                 counts["frames"] += 1
                 status = int(result.status[row])
                 line_no = base + offset
-                can_id = int(batch.ids[row]) & 0x1FFFFFFF
-                payload = bytes(batch.data[row, : int(batch.lengths[row])])
                 if status == STATUS_UNKNOWN_ID:
                     counts["unknown_id"] += 1
                     if not args.quiet_unknown and not args.json:
-                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        print(f"{text} :: {_cantools_error(db, batch, row)}", file=out)
                     continue
                 if status == STATUS_TOO_SHORT:
                     counts["too_short"] += 1
                     print(f"warning: {source}:{line_no}: frame shorter than its message needs", file=sys.stderr)
                     if not args.json:
-                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        print(f"{text} :: {_cantools_error(db, batch, row)}", file=out)
                     continue
                 if status == STATUS_UNSUPPORTED and row not in per_row:
                     counts["unsupported"] += 1
                     print(f"warning: {source}:{line_no}: message not decodable: "
                           f"{_undecodable_reason(decoder, int(batch.ids[row]))}", file=sys.stderr)
                     if not args.json:
-                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        print(f"{text} :: {_cantools_error(db, batch, row)}", file=out)
                     continue
                 name, values = per_row[row]
                 if status == STATUS_UNSUPPORTED:
@@ -191,12 +191,12 @@ def run(args: argparse.Namespace) -> int:
                           f"selects is one cantools cannot unpack either (overlapping signals or "
                           f"past the frame end)", file=sys.stderr)
                     if not args.json:  # cantools decodes nothing of it; the JSON keeps what is known
-                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        print(f"{text} :: {_cantools_error(db, batch, row)}", file=out)
                         continue
                 if status == STATUS_BAD_MUX:
                     counts["bad_mux"] += 1
                     if not args.json:  # cantools decodes nothing of it; the JSON keeps what is known
-                        print(f"{text} :: {_cantools_error(db, can_id, payload)}", file=out)
+                        print(f"{text} :: {_cantools_error(db, batch, row)}", file=out)
                         continue
                 counts["decoded"] += 1
                 _print_frame(out, args, decoder.message(name), text, name, values,
